@@ -1,0 +1,1 @@
+//! Syntax rules for names, labels, CIDRs, ports, FQDNs, HTTP and ICMP values (pure functions).

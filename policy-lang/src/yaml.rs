@@ -1,0 +1,536 @@
+//! A YAML tree that keeps the byte span of every key and value, built from saphyr-parser events.
+//!
+//! A file is cut into documents at `---`/`...` lines before parsing, so that a syntax error in
+//! one document costs only that document: YAML forbids those markers at column 0 inside any
+//! node, which makes the cut exact.
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::source::{FileId, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+/// How a scalar was written; quoted scalars are always strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Quoted,
+    Block,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Scalar { text: String, style: Style, tag: Option<String> },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// A scalar as YAML 1.2's core schema resolves it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolved<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub span: Span,
+}
+
+impl Node {
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The scalar as the core schema reads it; `None` for collections.
+    pub fn resolve(&self) -> Option<Resolved<'_>> {
+        let Value::Scalar { text, style, tag } = &self.value else {
+            return None;
+        };
+        let t = text.as_str();
+        match tag.as_deref() {
+            Some("tag:yaml.org,2002:str") => return Some(Resolved::Str(t)),
+            Some("tag:yaml.org,2002:null") => return Some(Resolved::Null),
+            _ => {}
+        }
+        if *style != Style::Plain {
+            return Some(Resolved::Str(t));
+        }
+        Some(match t {
+            "" | "~" | "null" | "Null" | "NULL" => Resolved::Null,
+            "true" | "True" | "TRUE" => Resolved::Bool(true),
+            "false" | "False" | "FALSE" => Resolved::Bool(false),
+            _ => {
+                if let Some(i) = parse_int(t) {
+                    Resolved::Int(i)
+                } else if let Some(f) = parse_float(t) {
+                    Resolved::Float(f)
+                } else {
+                    Resolved::Str(t)
+                }
+            }
+        })
+    }
+
+    /// The text of a scalar whatever its resolved type (a key, or a value read as a string).
+    pub fn scalar_text(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The value when it is a string (quoted, or plain that is not null, bool or number).
+    pub fn as_str(&self) -> Option<&str> {
+        match self.resolve()? {
+            Resolved::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.resolve(), Some(Resolved::Null))
+    }
+
+    /// The value stored under `key` when this is a map.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.scalar_text() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// What the node is, in the words a user reads in "expected X, found Y".
+    pub fn kind_name(&self) -> &'static str {
+        match self.resolve() {
+            None => match self.value {
+                Value::Seq(_) => "a list",
+                _ => "a map",
+            },
+            Some(Resolved::Null) => "null",
+            Some(Resolved::Bool(_)) => "a boolean",
+            Some(Resolved::Int(_)) => "an integer",
+            Some(Resolved::Float(_)) => "a number",
+            Some(Resolved::Str(_)) => "a string",
+        }
+    }
+}
+
+fn parse_int(t: &str) -> Option<i64> {
+    let (neg, digits) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let v = if let Some(hex) = digits.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if let Some(oct) = digits.strip_prefix("0o") {
+        i64::from_str_radix(oct, 8).ok()?
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -v } else { v })
+}
+
+fn parse_float(t: &str) -> Option<f64> {
+    match t {
+        ".inf" | ".Inf" | ".INF" | "+.inf" => return Some(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
+        _ => {}
+    }
+    let ok = t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && t.bytes().any(|b| b.is_ascii_digit());
+    if ok {
+        t.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// One document of a file: its root (absent for an empty document) and where it lies.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub root: Option<Node>,
+    pub span: Span,
+    /// 0-based position of the document in its file.
+    pub index: usize,
+}
+
+/// Documents parsed from a file, and the syntax findings of the ones that failed.
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    pub documents: Vec<Document>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Documents that held content, parsed or not.
+    pub document_count: usize,
+}
+
+/// Aliases may expand to at most this many nodes per document ("billion laughs" guard).
+const ALIAS_NODE_BUDGET: usize = 100_000;
+
+/// Parses every document of a file's text.
+pub fn parse_file(file: FileId, text: &str) -> ParsedFile {
+    let mut out = ParsedFile::default();
+    for (start, end) in document_chunks(text) {
+        let chunk = &text[start..end];
+        if !has_content(chunk) {
+            continue;
+        }
+        out.document_count += 1;
+        let mut builder = TreeBuilder::new(file, start, chunk);
+        builder.run();
+        out.diagnostics.append(&mut builder.diagnostics);
+        for root in builder.roots {
+            let index = out.documents.len();
+            out.documents.push(Document {
+                root,
+                span: Span::new(file, start, end),
+                index,
+            });
+        }
+    }
+    out
+}
+
+/// Byte ranges of the documents, cut before each `---` line and after each `...` line.
+fn document_chunks(text: &str) -> Vec<(usize, usize)> {
+    let mut chunks = Vec::new();
+    let mut chunk_start = 0;
+    let mut line_start = 0;
+    while line_start < text.len() {
+        let line_end = text[line_start..]
+            .find('\n')
+            .map(|i| line_start + i + 1)
+            .unwrap_or(text.len());
+        let line = &text[line_start..line_end];
+        if is_marker(line, "---") {
+            if line_start > chunk_start {
+                chunks.push((chunk_start, line_start));
+            }
+            chunk_start = line_start;
+        } else if is_marker(line, "...") {
+            chunks.push((chunk_start, line_end));
+            chunk_start = line_end;
+        }
+        line_start = line_end;
+    }
+    if chunk_start < text.len() {
+        chunks.push((chunk_start, text.len()));
+    }
+    chunks
+}
+
+fn is_marker(line: &str, marker: &str) -> bool {
+    line.strip_prefix(marker)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+}
+
+/// Whether a chunk holds anything besides markers, comments and blank lines.
+fn has_content(chunk: &str) -> bool {
+    chunk.lines().any(|line| {
+        let l = line.trim();
+        !(l.is_empty() || l.starts_with('#') || l == "---" || l == "..." || l.starts_with("--- #"))
+            && !(l.starts_with("---") && l[3..].trim_start().starts_with('#'))
+            && !l.starts_with('%')
+    })
+}
+
+enum Frame {
+    Seq { items: Vec<Node>, start: usize, anchor: usize },
+    Map { entries: Vec<(Node, Node)>, pending_key: Option<Node>, start: usize, anchor: usize },
+}
+
+struct TreeBuilder<'a> {
+    file: FileId,
+    base: usize,
+    chunk: &'a str,
+    /// Byte offset of each char, only for non-ASCII chunks (saphyr counts chars).
+    char_bytes: Option<Vec<u32>>,
+    stack: Vec<Frame>,
+    anchors: std::collections::HashMap<usize, Node>,
+    alias_budget: usize,
+    roots: Vec<Option<Node>>,
+    current_root: Option<Node>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> TreeBuilder<'a> {
+    fn new(file: FileId, base: usize, chunk: &'a str) -> Self {
+        let char_bytes = (!chunk.is_ascii()).then(|| {
+            let mut v: Vec<u32> = chunk.char_indices().map(|(i, _)| i as u32).collect();
+            v.push(chunk.len() as u32);
+            v
+        });
+        TreeBuilder {
+            file,
+            base,
+            chunk,
+            char_bytes,
+            stack: Vec::new(),
+            anchors: Default::default(),
+            alias_budget: ALIAS_NODE_BUDGET,
+            roots: Vec::new(),
+            current_root: None,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        let rel = match &self.char_bytes {
+            None => char_index.min(self.chunk.len()),
+            Some(v) => v.get(char_index).copied().unwrap_or(self.chunk.len() as u32) as usize,
+        };
+        self.base + rel
+    }
+
+    fn span(&self, s: &saphyr_parser::Span) -> Span {
+        Span::new(self.file, self.byte(s.start.index()), self.byte(s.end.index()))
+    }
+
+    fn run(&mut self) {
+        let mut parser = Parser::new_from_str(self.chunk);
+        loop {
+            match parser.next_event() {
+                None => break,
+                Some(Err(e)) => {
+                    let at = self.byte(e.marker().index());
+                    let end = (at + 1).min(self.base + self.chunk.len()).max(at);
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            Code::YamlSyntax,
+                            Span::new(self.file, at, end),
+                            format!("invalid YAML: {}", e.info()),
+                        )
+                        .with_help("fix the syntax; the other documents of this file are still checked"),
+                    );
+                    // The rest of this chunk cannot be trusted: drop its unfinished document.
+                    self.roots.retain(|r| r.is_some());
+                    return;
+                }
+                Some(Ok((event, span))) => {
+                    if !self.on_event(event, span) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns false when the chunk must be abandoned.
+    fn on_event(&mut self, event: Event<'_>, span: saphyr_parser::Span) -> bool {
+        let sp = self.span(&span);
+        match event {
+            Event::DocumentStart(_) => {
+                self.current_root = None;
+            }
+            Event::DocumentEnd => {
+                let root = self.current_root.take();
+                self.roots.push(root);
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let style = match style {
+                    ScalarStyle::Plain => Style::Plain,
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
+                    _ => Style::Block,
+                };
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix)).map(|t| {
+                    // `!!str` arrives as handle `tag:yaml.org,2002:` + suffix.
+                    t.replace("!!", "tag:yaml.org,2002:")
+                });
+                let node = Node {
+                    value: Value::Scalar { text: text.into_owned(), style, tag },
+                    span: sp,
+                };
+                return self.push_node(node, anchor);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                items: Vec::new(),
+                start: sp.start as usize,
+                anchor,
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                entries: Vec::new(),
+                pending_key: None,
+                start: sp.start as usize,
+                anchor,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = self.stack.pop() else {
+                    return true;
+                };
+                let (value, start, anchor, last_end) = match frame {
+                    Frame::Seq { items, start, anchor } => {
+                        let last = items.last().map(|n| n.span.end as usize);
+                        (Value::Seq(items), start, anchor, last)
+                    }
+                    Frame::Map { entries, start, anchor, .. } => {
+                        self.check_duplicate_keys(&entries);
+                        let last = entries.last().map(|(_, v)| v.span.end as usize);
+                        (Value::Map(entries), start, anchor, last)
+                    }
+                };
+                // Flow collections end at their closing bracket; block ones at their last child.
+                let flow_end = self.chunk_byte_is_closing(sp.start as usize);
+                let end = if flow_end { sp.end as usize } else { last_end.unwrap_or(sp.start as usize) };
+                let node = Node { value, span: Span::new(self.file, start, end.max(start)) };
+                return self.push_node(node, anchor);
+            }
+            Event::Alias(id) => {
+                let Some(node) = self.anchors.get(&id).cloned() else {
+                    self.diagnostics.push(Diagnostic::new(Code::YamlSyntax, sp, "unknown alias"));
+                    return false;
+                };
+                let size = count_nodes(&node);
+                if size > self.alias_budget {
+                    self.diagnostics.push(
+                        Diagnostic::new(Code::YamlSyntax, sp, "aliases expand to too many nodes")
+                            .with_help("expand the aliases by hand, or use fewer nested aliases"),
+                    );
+                    return false;
+                }
+                self.alias_budget -= size;
+                let node = Node { span: sp, ..node };
+                return self.push_node(node, 0);
+            }
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
+        }
+        true
+    }
+
+    fn chunk_byte_is_closing(&self, at: usize) -> bool {
+        at >= self.base
+            && matches!(self.chunk.as_bytes().get(at - self.base), Some(b']' | b'}'))
+    }
+
+    fn push_node(&mut self, node: Node, anchor: usize) -> bool {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.current_root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => entries.push((key, node)),
+            },
+        }
+        true
+    }
+
+    fn check_duplicate_keys(&mut self, entries: &[(Node, Node)]) {
+        if entries.len() < 2 {
+            return;
+        }
+        let mut seen: std::collections::HashMap<&str, Span> = Default::default();
+        for (k, _) in entries {
+            let Some(text) = k.scalar_text() else { continue };
+            if let Some(first) = seen.get(text) {
+                let _ = first;
+                self.diagnostics.push(
+                    Diagnostic::new(Code::DuplicateKey, k.span, format!("duplicate key `{text}`"))
+                        .with_help("remove one of them; only one value can be kept"),
+                );
+            } else {
+                seen.insert(text, k.span);
+            }
+        }
+    }
+}
+
+fn count_nodes(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Scalar { .. } => 0,
+        Value::Seq(items) => items.iter().map(count_nodes).sum(),
+        Value::Map(entries) => entries.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ParsedFile {
+        parse_file(FileId(0), text)
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let text = "a: 1\nb:\n  c: \"x\"\n";
+        let p = parse(text);
+        let root = p.documents[0].root.as_ref().expect("root");
+        let (k, v) = &root.as_map().expect("map")[1];
+        assert_eq!(&text[k.span.start as usize..k.span.end as usize], "b");
+        let c = v.get("c").expect("c");
+        assert_eq!(&text[c.span.start as usize..c.span.end as usize], "\"x\"");
+        assert_eq!(c.as_str(), Some("x"));
+    }
+
+    #[test]
+    fn bad_document_keeps_the_others() {
+        let text = "a: 1\n---\nb: [1, 2\n---\nc: 3\n";
+        let p = parse(text);
+        assert_eq!(p.document_count, 3);
+        assert_eq!(p.documents.len(), 2);
+        assert_eq!(p.diagnostics.len(), 1);
+        assert_eq!(p.diagnostics[0].code, Code::YamlSyntax);
+        let at = p.diagnostics[0].span().expect("span").start as usize;
+        assert!(at >= 9 && at < 20, "error inside the second document, at {at}");
+        assert!(p.documents[1].root.as_ref().expect("c").get("c").is_some());
+    }
+
+    #[test]
+    fn scalars_resolve_like_yaml_1_2() {
+        let p = parse("a: 80\nb: \"80\"\nc: true\nd: ~\ne: 1.5\nf: x\n");
+        let r = p.documents[0].root.as_ref().expect("root");
+        assert_eq!(r.get("a").and_then(|n| n.resolve()), Some(Resolved::Int(80)));
+        assert_eq!(r.get("b").and_then(|n| n.resolve()), Some(Resolved::Str("80")));
+        assert_eq!(r.get("c").and_then(|n| n.resolve()), Some(Resolved::Bool(true)));
+        assert!(r.get("d").expect("d").is_null());
+        assert_eq!(r.get("e").and_then(|n| n.resolve()), Some(Resolved::Float(1.5)));
+        assert_eq!(r.get("f").and_then(|n| n.as_str()), Some("x"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported() {
+        let p = parse("a: 1\na: 2\n");
+        assert_eq!(p.diagnostics.len(), 1);
+        assert_eq!(p.diagnostics[0].code, Code::DuplicateKey);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        let p = parse(&text);
+        assert!(p.diagnostics.iter().any(|d| d.message.contains("too many")));
+    }
+
+    #[test]
+    fn json_parses() {
+        let p = parse("{\"kind\": \"Pod\", \"spec\": {\"a\": [1, 2]}}");
+        assert_eq!(p.documents.len(), 1);
+        assert_eq!(p.documents[0].root.as_ref().and_then(|r| r.get("kind")).and_then(|n| n.as_str()), Some("Pod"));
+    }
+}
