@@ -62,7 +62,19 @@ impl Checked {
 
 /// Loads, types and validates every file below `paths`.
 pub fn check(paths: &[PathBuf]) -> Checked {
-    let loaded = load::load_paths(paths);
+    finish(load::load_paths(paths))
+}
+
+/// Types and validates files already in memory (path, text); used by tests and fuzzing.
+pub fn check_sources(files: Vec<(PathBuf, String)>) -> Checked {
+    let mut loaded = load::Loaded::default();
+    for (path, text) in files {
+        load::add_text(&mut loaded, path, text);
+    }
+    finish(loaded)
+}
+
+fn finish(loaded: load::Loaded) -> Checked {
     let mut checked = Checked {
         summary: Summary {
             files: loaded.sources.len(),
