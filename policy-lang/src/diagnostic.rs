@@ -124,8 +124,8 @@ codes! {
         "HTTP rules on a port whose protocol is not TCP, or DNS rules on a protocol other than UDP, TCP or ANY.";
     InvalidIcmp = "PL507", "invalid-icmp", Error,
         "An ICMP type that is not a known type name or a number 0-255, or a family other than IPv4 and IPv6.";
-    ConflictingSelectors = "PL508", "conflicting-selectors", Error,
-        "A rule needs exactly one subject: `endpointSelector` or `nodeSelector`.";
+    ConflictingFields = "PL508", "conflicting-fields", Error,
+        "Fields that cannot be used together, for example `endpointSelector` with `nodeSelector`, or `ipBlock` with a selector in one peer.";
     // Semantic warnings over the whole tree.
     SelectsNothing = "PL601", "selects-nothing", Warning,
         "The policy's subject selects no workload that the tree declares: it has no effect on them.";

@@ -84,6 +84,42 @@ fn finish(loaded: load::Loaded) -> Checked {
         diagnostics: loaded.diagnostics,
         ..Default::default()
     };
+    let mut cx = decode::Cx { diags: &mut checked.diagnostics };
+    let mut tree = model::Tree::default();
+    for raw in &loaded.objects {
+        match kinds::decode(&mut cx, raw) {
+            kinds::Decoded::Policy(p) => tree.policies.push(p),
+            kinds::Decoded::Namespace(n) => tree.namespaces.push(n),
+            kinds::Decoded::Workload(w) => tree.workloads.push(w),
+            kinds::Decoded::Service(s) => tree.services.push(s),
+            kinds::Decoded::EndpointSlice(e) => tree.endpoint_slices.push(e),
+            kinds::Decoded::Skipped => checked.skipped.push(SkippedObject {
+                api_version: raw.api_version.clone(),
+                kind: raw.kind.clone(),
+                name: raw
+                    .node
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    .map(str::to_owned),
+                span: decode::head(&raw.node),
+            }),
+            kinds::Decoded::Broken => {}
+        }
+    }
+    checked.summary.policies = loaded
+        .objects
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.kind.as_str(),
+                "NetworkPolicy" | "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy"
+            )
+        })
+        .count();
+    checked.summary.workloads = tree.workloads.len();
+    validate::validate(&tree, &loaded.sources, &mut checked.diagnostics);
+    checked.tree = tree;
     checked.sources = loaded.sources;
     let sources = &checked.sources;
     checked
@@ -91,3 +127,7 @@ fn finish(loaded: load::Loaded) -> Checked {
         .sort_by_cached_key(|d| d.sort_key(sources));
     checked
 }
+pub mod decode;
+pub mod kinds;
+pub mod selector;
+pub mod validate;
