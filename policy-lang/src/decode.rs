@@ -25,7 +25,10 @@ pub struct At<'n> {
 
 impl<'n> At<'n> {
     pub fn item(node: &'n Node) -> At<'n> {
-        At { key: head(node), node }
+        At {
+            key: head(node),
+            node,
+        }
     }
 }
 
@@ -42,8 +45,15 @@ impl<'d> Cx<'d> {
         self.diags.push(d);
     }
 
-    pub fn error(&mut self, code: Code, span: Span, msg: impl Into<String>, help: impl Into<String>) {
-        self.diags.push(Diagnostic::new(code, span, msg).with_help(help));
+    pub fn error(
+        &mut self,
+        code: Code,
+        span: Span,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diags
+            .push(Diagnostic::new(code, span, msg).with_help(help));
     }
 
     fn wrong_type(&mut self, at: &Node, field: &str, expected: &str) {
@@ -134,7 +144,12 @@ impl<'d> Cx<'d> {
         mut f: impl FnMut(&mut Self, At<'n>) -> Option<T>,
     ) -> Option<Vec<T>> {
         let items = self.list(node, field)?;
-        Some(items.iter().filter_map(|item| f(self, At::item(item))).collect())
+        Some(
+            items
+                .iter()
+                .filter_map(|item| f(self, At::item(item)))
+                .collect(),
+        )
     }
 
     /// A list of strings.
@@ -154,7 +169,9 @@ impl<'d> Cx<'d> {
         };
         let mut out = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            let Some(key) = self.string(k, field) else { continue };
+            let Some(key) = self.string(k, field) else {
+                continue;
+            };
             let value = if v.is_null() {
                 // An empty value is valid; `key:` with nothing reads as null.
                 Some(Spanned::new(String::new(), v.span))
@@ -223,12 +240,17 @@ impl<'n> Fields<'n> {
         if v.is_null() {
             return None;
         }
-        Some(At { key: k.span, node: v })
+        Some(At {
+            key: k.span,
+            node: v,
+        })
     }
 
     /// Whether `key` is present at all (even as null or empty).
     pub fn has(&mut self, key: &'static str) -> bool {
-        self.entries.iter().any(|(k, _)| k.scalar_text() == Some(key))
+        self.entries
+            .iter()
+            .any(|(k, _)| k.scalar_text() == Some(key))
     }
 
     /// A field the schema has but that nothing enforces yet: accepted with a warning.
@@ -290,10 +312,15 @@ impl<'n> Fields<'n> {
 
 /// The first line of a span (for underlining a multi-line node by its start).
 pub fn head_span(span: Span, sources: &crate::source::SourceMap) -> Span {
-    let Some(file) = sources.get(span.file) else { return span };
+    let Some(file) = sources.get(span.file) else {
+        return span;
+    };
     let text = file.slice(span);
     match text.find('\n') {
-        Some(i) => Span { end: span.start + i as u32, ..span },
+        Some(i) => Span {
+            end: span.start + i as u32,
+            ..span
+        },
         None => span,
     }
 }

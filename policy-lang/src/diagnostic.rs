@@ -50,7 +50,7 @@ macro_rules! codes {
                 match self { $( Code::$variant => $doc, )* }
             }
 
-            pub fn from_str(code: &str) -> Option<Code> {
+            pub fn parse(code: &str) -> Option<Code> {
                 match code { $( $code => Some(Code::$variant), )* _ => None }
             }
         }
@@ -195,7 +195,12 @@ impl Diagnostic {
     /// A key that orders findings by file, position and code.
     pub fn sort_key(&self, sources: &SourceMap) -> (PathBuf, u32, u32, Code) {
         match &self.location {
-            Location::Span(s) => (sources.path(s.file).to_path_buf(), s.start, s.end, self.code),
+            Location::Span(s) => (
+                sources.path(s.file).to_path_buf(),
+                s.start,
+                s.end,
+                self.code,
+            ),
             Location::Path(p) => (p.clone(), 0, 0, self.code),
         }
     }
@@ -222,7 +227,11 @@ impl LocatedDiagnostic {
                 Some((f, a, b)) => (f.path.display().to_string(), a, b),
                 None => (String::new(), Default::default(), Default::default()),
             },
-            Location::Path(p) => (p.display().to_string(), Default::default(), Default::default()),
+            Location::Path(p) => (
+                p.display().to_string(),
+                Default::default(),
+                Default::default(),
+            ),
         };
         let one = |v: u32| v.max(1);
         LocatedDiagnostic {

@@ -24,23 +24,34 @@ pub enum Decoded {
 
 pub fn decode(cx: &mut Cx<'_>, raw: &RawObject) -> Decoded {
     let group = raw.api_version.split('/').next().unwrap_or("");
-    let group = if raw.api_version.contains('/') { group } else { "" };
+    let group = if raw.api_version.contains('/') {
+        group
+    } else {
+        ""
+    };
     let at = At::item(&raw.node);
     let result = match (group, raw.kind.as_str()) {
-        ("networking.k8s.io", "NetworkPolicy") => network_policy(cx, raw, at).map(|p| Decoded::Policy(Policy::Kubernetes(p))),
+        ("networking.k8s.io", "NetworkPolicy") => {
+            network_policy(cx, raw, at).map(|p| Decoded::Policy(Policy::Kubernetes(p)))
+        }
         ("cilium.io", "CiliumNetworkPolicy") => {
-            cilium_policy(cx, raw, at, PolicyKind::CiliumNetworkPolicy).map(|p| Decoded::Policy(Policy::Cilium(p)))
+            cilium_policy(cx, raw, at, PolicyKind::CiliumNetworkPolicy)
+                .map(|p| Decoded::Policy(Policy::Cilium(p)))
         }
         ("cilium.io", "CiliumClusterwideNetworkPolicy") => {
-            cilium_policy(cx, raw, at, PolicyKind::CiliumClusterwideNetworkPolicy).map(|p| Decoded::Policy(Policy::Cilium(p)))
+            cilium_policy(cx, raw, at, PolicyKind::CiliumClusterwideNetworkPolicy)
+                .map(|p| Decoded::Policy(Policy::Cilium(p)))
         }
-        ("", "Namespace") => meta_only(cx, raw, at, false).map(|meta| Decoded::Namespace(Namespace { meta })),
+        ("", "Namespace") => {
+            meta_only(cx, raw, at, false).map(|meta| Decoded::Namespace(Namespace { meta }))
+        }
         ("", "Pod") => pod(cx, raw, at).map(Decoded::Workload),
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job" | "CronJob") => {
-            controller(cx, raw, at).map(Decoded::Workload)
-        }
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job" | "CronJob") => controller(cx, raw, at).map(Decoded::Workload),
         ("", "Service") => service(cx, raw, at).map(Decoded::Service),
-        ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(cx, raw, at).map(Decoded::EndpointSlice),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            endpoint_slice(cx, raw, at).map(Decoded::EndpointSlice)
+        }
         _ => return Decoded::Skipped,
     };
     result.unwrap_or(Decoded::Broken)
@@ -54,9 +65,15 @@ fn kind_span(node: &Node) -> Span {
 }
 
 /// `metadata`, with name and namespace checked. `namespaced` decides the `default` namespace.
-fn metadata(cx: &mut Cx<'_>, obj: &mut Fields<'_>, raw: &RawObject, namespaced: bool, strict: bool) -> Option<Meta> {
+fn metadata(
+    cx: &mut Cx<'_>,
+    obj: &mut Fields<'_>,
+    raw: &RawObject,
+    namespaced: bool,
+    strict: bool,
+) -> Option<Meta> {
     let context = format!("{} metadata", raw.kind);
-    let Some(at) = obj.require(cx, "metadata", &raw.kind) else { return None };
+    let at = obj.require(cx, "metadata", &raw.kind)?;
     let mut m = cx.map(at, "metadata")?;
     let name = match m.require(cx, "name", &context) {
         Some(n) => cx.string(n.node, "name"),
@@ -71,7 +88,9 @@ fn metadata(cx: &mut Cx<'_>, obj: &mut Fields<'_>, raw: &RawObject, namespaced: 
         None => Vec::new(),
     };
     let owner_references = match m.get("ownerReferences") {
-        Some(o) => cx.each(o.node, "ownerReferences", owner_reference).unwrap_or_default(),
+        Some(o) => cx
+            .each(o.node, "ownerReferences", owner_reference)
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     if let Some(a) = m.get("annotations") {
@@ -80,8 +99,16 @@ fn metadata(cx: &mut Cx<'_>, obj: &mut Fields<'_>, raw: &RawObject, namespaced: 
         }
     }
     m.ignore(&[
-        "generateName", "selfLink", "uid", "resourceVersion", "generation", "creationTimestamp",
-        "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "managedFields",
+        "generateName",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "finalizers",
+        "managedFields",
     ]);
     if strict {
         m.finish(cx, &context);
@@ -125,8 +152,15 @@ fn owner_reference(cx: &mut Cx<'_>, at: At<'_>) -> Option<OwnerReference> {
     let mut m = cx.map(at, "ownerReferences")?;
     let kind = m.get("kind").and_then(|k| cx.string(k.node, "kind"));
     let name = m.get("name").and_then(|k| cx.string(k.node, "name"));
-    let controller = m.get("controller").and_then(|k| cx.bool(k.node, "controller")).unwrap_or(false);
-    Some(OwnerReference { kind: kind?.value, name: name?.value, controller })
+    let controller = m
+        .get("controller")
+        .and_then(|k| cx.bool(k.node, "controller"))
+        .unwrap_or(false);
+    Some(OwnerReference {
+        kind: kind?.value,
+        name: name?.value,
+        controller,
+    })
 }
 
 fn meta_only(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>, namespaced: bool) -> Option<Meta> {
@@ -139,7 +173,10 @@ fn meta_only(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>, namespaced: bool) -> 
 pub fn selector(cx: &mut Cx<'_>, at: At<'_>, field: &str) -> Option<Selector> {
     let span = at.node.span;
     if at.node.as_map().is_some_and(|m| m.is_empty()) {
-        return Some(Selector { span, ..Default::default() });
+        return Some(Selector {
+            span,
+            ..Default::default()
+        });
     }
     let mut m = cx.map(at, field)?;
     let match_labels = match m.get("matchLabels") {
@@ -147,16 +184,24 @@ pub fn selector(cx: &mut Cx<'_>, at: At<'_>, field: &str) -> Option<Selector> {
         None => Vec::new(),
     };
     let match_expressions = match m.get("matchExpressions") {
-        Some(e) => cx.each(e.node, "matchExpressions", requirement).unwrap_or_default(),
+        Some(e) => cx
+            .each(e.node, "matchExpressions", requirement)
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     m.finish(cx, &format!("`{field}`"));
-    Some(Selector { match_labels, match_expressions, span })
+    Some(Selector {
+        match_labels,
+        match_expressions,
+        span,
+    })
 }
 
 fn requirement(cx: &mut Cx<'_>, at: At<'_>) -> Option<Requirement> {
     let mut m = cx.map(at, "matchExpressions")?;
-    let key = m.require(cx, "key", "a match expression").and_then(|k| cx.string(k.node, "key"));
+    let key = m
+        .require(cx, "key", "a match expression")
+        .and_then(|k| cx.string(k.node, "key"));
     let op_at = m.require(cx, "operator", "a match expression");
     let values_at = m.get("values");
     let has_values_key = m.has("values");
@@ -170,11 +215,17 @@ fn requirement(cx: &mut Cx<'_>, at: At<'_>) -> Option<Requirement> {
         "Exists" => Operator::Exists,
         "DoesNotExist" => Operator::DoesNotExist,
         other => {
-            let help = match formats::did_you_mean(other, &["In", "NotIn", "Exists", "DoesNotExist"]) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "use one of In, NotIn, Exists, DoesNotExist".to_owned(),
-            };
-            cx.error(Code::InvalidSelectorOperator, op_str.span, format!("unknown operator `{other}`"), help);
+            let help =
+                match formats::did_you_mean(other, &["In", "NotIn", "Exists", "DoesNotExist"]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "use one of In, NotIn, Exists, DoesNotExist".to_owned(),
+                };
+            cx.error(
+                Code::InvalidSelectorOperator,
+                op_str.span,
+                format!("unknown operator `{other}`"),
+                help,
+            );
             return None;
         }
     };
@@ -211,20 +262,35 @@ fn requirement(cx: &mut Cx<'_>, at: At<'_>) -> Option<Requirement> {
             cx.label_value(v);
         }
     }
-    Some(Requirement { key, operator: Spanned::new(op, op_str.span), values })
+    Some(Requirement {
+        key,
+        operator: Spanned::new(op, op_str.span),
+        values,
+    })
 }
 
 // ---------------------------------------------------------------- ports, CIDRs
 
-fn cidr_value(cx: &mut Cx<'_>, s: &Spanned<String>, allow_bare_ip: bool) -> Option<Spanned<ipnet::IpNet>> {
+fn cidr_value(
+    cx: &mut Cx<'_>,
+    s: &Spanned<String>,
+    allow_bare_ip: bool,
+) -> Option<Spanned<ipnet::IpNet>> {
     match formats::cidr(&s.value, allow_bare_ip) {
         Ok(c) => {
             if c.host_bits_set {
                 cx.error(
                     Code::CidrHostBits,
                     s.span,
-                    format!("`{}` has host bits set; it means `{}`", s.value, c.net.trunc()),
-                    format!("write `{}`, or a longer prefix if a smaller range was meant", c.net.trunc()),
+                    format!(
+                        "`{}` has host bits set; it means `{}`",
+                        s.value,
+                        c.net.trunc()
+                    ),
+                    format!(
+                        "write `{}`, or a longer prefix if a smaller range was meant",
+                        c.net.trunc()
+                    ),
                 );
             }
             Some(Spanned::new(c.net.trunc(), s.span))
@@ -242,19 +308,31 @@ fn cidr_value(cx: &mut Cx<'_>, s: &Spanned<String>, allow_bare_ip: bool) -> Opti
 }
 
 /// `cidr` plus `except`, with each except checked to lie inside the CIDR.
-fn cidr_with_except(cx: &mut Cx<'_>, cidr: Option<Spanned<ipnet::IpNet>>, except: Vec<Str>, strict_subset: bool) -> (Option<Spanned<ipnet::IpNet>>, Vec<Spanned<ipnet::IpNet>>) {
+fn cidr_with_except(
+    cx: &mut Cx<'_>,
+    cidr: Option<Spanned<ipnet::IpNet>>,
+    except: Vec<Str>,
+    strict_subset: bool,
+) -> (Option<Spanned<ipnet::IpNet>>, Vec<Spanned<ipnet::IpNet>>) {
     let mut out = Vec::new();
     for e in except {
-        let Some(net) = cidr_value(cx, &e, false) else { continue };
+        let Some(net) = cidr_value(cx, &e, false) else {
+            continue;
+        };
         if let Some(c) = &cidr {
             // Kubernetes wants a strict subset; Cilium accepts the CIDR itself.
-            let inside = formats::cidr_contains(&c.value, &net.value) && !(strict_subset && c.value == net.value);
+            let inside = formats::cidr_contains(&c.value, &net.value)
+                && !(strict_subset && c.value == net.value);
             if !inside {
                 cx.error(
                     Code::ExceptOutsideCidr,
                     e.span,
                     format!("except `{}` is not inside `{}`", e.value, c.value),
-                    if strict_subset { "an except entry must be a strict subset of the CIDR it carves from" } else { "an except entry must lie inside the CIDR it carves from" },
+                    if strict_subset {
+                        "an except entry must be a strict subset of the CIDR it carves from"
+                    } else {
+                        "an except entry must lie inside the CIDR it carves from"
+                    },
                 );
                 continue;
             }
@@ -266,7 +344,11 @@ fn cidr_with_except(cx: &mut Cx<'_>, cidr: Option<Spanned<ipnet::IpNet>>, except
 
 fn protocol(cx: &mut Cx<'_>, node: &Node, cilium: bool) -> Option<Spanned<Protocol>> {
     let s = cx.string(node, "protocol")?;
-    let parsed = if cilium { formats::cilium_protocol(&s.value) } else { formats::k8s_protocol(&s.value) };
+    let parsed = if cilium {
+        Protocol::parse_cilium(&s.value)
+    } else {
+        Protocol::parse_kubernetes(&s.value)
+    };
     match parsed {
         Ok(p) => Some(Spanned::new(p, s.span)),
         Err(reason) => {
@@ -275,7 +357,12 @@ fn protocol(cx: &mut Cx<'_>, node: &Node, cilium: bool) -> Option<Spanned<Protoc
             } else {
                 "use TCP, UDP or SCTP"
             };
-            cx.error(Code::InvalidProtocol, s.span, format!("invalid protocol `{}`: {reason}", s.value), help);
+            cx.error(
+                Code::InvalidProtocol,
+                s.span,
+                format!("invalid protocol `{}`: {reason}", s.value),
+                help,
+            );
             None
         }
     }
@@ -285,7 +372,12 @@ fn port_number(cx: &mut Cx<'_>, value: i64, span: Span, field: &str) -> Option<u
     match formats::port_number(value) {
         Ok(p) => Some(p),
         Err(reason) => {
-            cx.error(Code::InvalidPort, span, format!("invalid `{field}` {value}: {reason}"), "ports are 1 to 65535");
+            cx.error(
+                Code::InvalidPort,
+                span,
+                format!("invalid `{field}` {value}: {reason}"),
+                "ports are 1 to 65535",
+            );
             None
         }
     }
@@ -308,7 +400,11 @@ fn named_port(cx: &mut Cx<'_>, name: &str, span: Span) -> Option<Port> {
 
 /// A port and optional end port; `cilium` reads Cilium's string ports ("80", "0" = any).
 fn port_spec(cx: &mut Cx<'_>, at: At<'_>, cilium: bool) -> Option<PortSpec> {
-    let context = if cilium { "a `ports` entry" } else { "a NetworkPolicy port" };
+    let context = if cilium {
+        "a `ports` entry"
+    } else {
+        "a NetworkPolicy port"
+    };
     let mut m = cx.map(at, "ports")?;
     let proto_at = m.get("protocol");
     let port_at = m.get("port");
@@ -323,19 +419,29 @@ fn port_spec(cx: &mut Cx<'_>, at: At<'_>, cilium: bool) -> Option<PortSpec> {
         None => Spanned::new(Port::Any, at.key),
         Some(p) => {
             let port = match (p.node.resolve(), cilium) {
-                (Some(Resolved::Int(i)), true) if i == 0 => Port::Any,
-                (Some(Resolved::Int(i)), _) => Port::Number(port_number(cx, i, p.node.span, "port")?),
+                (Some(Resolved::Int(0)), true) => Port::Any,
+                (Some(Resolved::Int(i)), _) => {
+                    Port::Number(port_number(cx, i, p.node.span, "port")?)
+                }
                 (Some(Resolved::Str(s)), true) => match formats::port_or_name(s) {
                     Ok(formats::PortSpec::Any) => Port::Any,
                     Ok(formats::PortSpec::Number(n)) => Port::Number(n),
                     Ok(formats::PortSpec::Name(n)) => named_port(cx, &n, p.node.span)?,
                     Err(reason) => {
                         let (code, help) = if s.bytes().all(|b| b.is_ascii_digit()) {
-                            (Code::InvalidPort, "ports are 1 to 65535 (\"0\" means every port)")
+                            (
+                                Code::InvalidPort,
+                                "ports are 1 to 65535 (\"0\" means every port)",
+                            )
                         } else {
                             (Code::InvalidNamedPort, "a named port is at most 15 lowercase letters, digits and `-`, with at least one letter")
                         };
-                        cx.error(code, p.node.span, format!("invalid port `{s}`: {reason}"), help);
+                        cx.error(
+                            code,
+                            p.node.span,
+                            format!("invalid port `{s}`: {reason}"),
+                            help,
+                        );
                         return None;
                     }
                 },
@@ -344,7 +450,10 @@ fn port_spec(cx: &mut Cx<'_>, at: At<'_>, cilium: bool) -> Option<PortSpec> {
                     cx.error(
                         Code::WrongType,
                         p.node.span,
-                        format!("`port` must be a number or a port name, found {}", p.node.kind_name()),
+                        format!(
+                            "`port` must be a number or a port name, found {}",
+                            p.node.kind_name()
+                        ),
                         "write a number such as `8080` or a container port's name such as `http`",
                     );
                     return None;
@@ -378,14 +487,25 @@ fn port_spec(cx: &mut Cx<'_>, at: At<'_>, cilium: bool) -> Option<PortSpec> {
                     return None;
                 }
                 Port::Any => {
-                    cx.error(Code::InvalidEndPort, e.key, "`endPort` needs a numeric `port`", "set `port` to the first port of the range");
+                    cx.error(
+                        Code::InvalidEndPort,
+                        e.key,
+                        "`endPort` needs a numeric `port`",
+                        "set `port` to the first port of the range",
+                    );
                     return None;
                 }
                 Port::Number(_) => Some(Spanned::new(end, e.node.span)),
             }
         }
     };
-    Some(PortSpec { protocol, protocol_given: proto_at.is_some(), port, end_port, span: at.node.span })
+    Some(PortSpec {
+        protocol,
+        protocol_given: proto_at.is_some(),
+        port,
+        end_port,
+        span: at.node.span,
+    })
 }
 
 // ---------------------------------------------------------------- NetworkPolicy
@@ -398,7 +518,9 @@ fn network_policy(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Networ
     obj.finish(cx, "NetworkPolicy");
     let meta = meta?;
     let mut spec = cx.map(spec_at?, "spec")?;
-    let pod_selector = spec.require(cx, "podSelector", "NetworkPolicy spec").and_then(|s| selector(cx, s, "podSelector"));
+    let pod_selector = spec
+        .require(cx, "podSelector", "NetworkPolicy spec")
+        .and_then(|s| selector(cx, s, "podSelector"));
     let policy_types = spec.get("policyTypes").and_then(|p| {
         let list = cx.strings(p.node, "policyTypes")?;
         let mut seen = Vec::new();
@@ -412,12 +534,22 @@ fn network_policy(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Networ
                         Some(s) => format!("did you mean `{s}`?"),
                         None => "use `Ingress` and/or `Egress`".to_owned(),
                     };
-                    cx.error(Code::InvalidPolicyType, t.span, format!("invalid policy type `{other}`"), help);
+                    cx.error(
+                        Code::InvalidPolicyType,
+                        t.span,
+                        format!("invalid policy type `{other}`"),
+                        help,
+                    );
                     continue;
                 }
             };
             if seen.contains(&d) {
-                cx.error(Code::InvalidPolicyType, t.span, format!("policy type `{}` is listed twice", t.value), "list each policy type once");
+                cx.error(
+                    Code::InvalidPolicyType,
+                    t.span,
+                    format!("policy type `{}` is listed twice", t.value),
+                    "list each policy type once",
+                );
                 continue;
             }
             seen.push(d);
@@ -426,21 +558,46 @@ fn network_policy(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Networ
         Some(out)
     });
     let has_egress_key = spec.has("egress");
-    let ingress = spec.get("ingress").and_then(|i| cx.each(i.node, "ingress", |cx, r| np_rule(cx, r, "from"))).unwrap_or_default();
-    let egress = spec.get("egress").and_then(|e| cx.each(e.node, "egress", |cx, r| np_rule(cx, r, "to"))).unwrap_or_default();
+    let ingress = spec
+        .get("ingress")
+        .and_then(|i| cx.each(i.node, "ingress", |cx, r| np_rule(cx, r, "from")))
+        .unwrap_or_default();
+    let egress = spec
+        .get("egress")
+        .and_then(|e| cx.each(e.node, "egress", |cx, r| np_rule(cx, r, "to")))
+        .unwrap_or_default();
     spec.finish(cx, "NetworkPolicy spec");
-    Some(NetworkPolicy { meta, pod_selector: pod_selector?, policy_types, ingress, egress, has_egress_key })
+    Some(NetworkPolicy {
+        meta,
+        pod_selector: pod_selector?,
+        policy_types,
+        ingress,
+        egress,
+        has_egress_key,
+    })
 }
 
 fn np_rule(cx: &mut Cx<'_>, at: At<'_>, peers_key: &'static str) -> Option<NpRule> {
     let span = at.node.span;
     if at.node.as_map().is_some_and(|m| m.is_empty()) {
-        return Some(NpRule { peers: None, ports: None, span });
+        return Some(NpRule {
+            peers: None,
+            ports: None,
+            span,
+        });
     }
-    let context = if peers_key == "from" { "an ingress rule" } else { "an egress rule" };
+    let context = if peers_key == "from" {
+        "an ingress rule"
+    } else {
+        "an egress rule"
+    };
     let mut m = cx.map(at, context)?;
-    let peers = m.get(peers_key).and_then(|p| cx.each(p.node, peers_key, np_peer));
-    let ports = m.get("ports").and_then(|p| cx.each(p.node, "ports", |cx, a| port_spec(cx, a, false)));
+    let peers = m
+        .get(peers_key)
+        .and_then(|p| cx.each(p.node, peers_key, np_peer));
+    let ports = m
+        .get("ports")
+        .and_then(|p| cx.each(p.node, "ports", |cx, a| port_spec(cx, a, false)));
     m.finish(cx, context);
     Some(NpRule { peers, ports, span })
 }
@@ -481,22 +638,41 @@ fn np_peer(cx: &mut Cx<'_>, at: At<'_>) -> Option<NpPeer> {
         Some(i) => Some(ip_block(cx, i)?),
         None => None,
     };
-    Some(NpPeer { pod_selector, namespace_selector, ip_block, span: at.node.span })
+    Some(NpPeer {
+        pod_selector,
+        namespace_selector,
+        ip_block,
+        span: at.node.span,
+    })
 }
 
 fn ip_block(cx: &mut Cx<'_>, at: At<'_>) -> Option<IpBlock> {
     let mut m = cx.map(at, "ipBlock")?;
-    let cidr = m.require(cx, "cidr", "`ipBlock`").and_then(|c| cx.string(c.node, "cidr"));
-    let except = m.get("except").and_then(|e| cx.strings(e.node, "except")).unwrap_or_default();
+    let cidr = m
+        .require(cx, "cidr", "`ipBlock`")
+        .and_then(|c| cx.string(c.node, "cidr"));
+    let except = m
+        .get("except")
+        .and_then(|e| cx.strings(e.node, "except"))
+        .unwrap_or_default();
     m.finish(cx, "`ipBlock`");
     let cidr = cidr_value(cx, &cidr?, false);
     let (cidr, except) = cidr_with_except(cx, cidr, except, true);
-    Some(IpBlock { cidr: cidr?, except, span: at.node.span })
+    Some(IpBlock {
+        cidr: cidr?,
+        except,
+        span: at.node.span,
+    })
 }
 
 // ---------------------------------------------------------------- Cilium
 
-fn cilium_policy(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>, kind: PolicyKind) -> Option<CiliumPolicy> {
+fn cilium_policy(
+    cx: &mut Cx<'_>,
+    raw: &RawObject,
+    at: At<'_>,
+    kind: PolicyKind,
+) -> Option<CiliumPolicy> {
     let mut obj = cx.map(at, kind.as_str())?;
     obj.ignore(&["apiVersion", "kind", "status"]);
     let namespaced = kind == PolicyKind::CiliumNetworkPolicy;
@@ -504,7 +680,12 @@ fn cilium_policy(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>, kind: PolicyKind)
     let spec = obj.get("spec");
     let specs = obj.get("specs");
     if spec.is_none() && specs.is_none() {
-        cx.error(Code::MissingField, kind_span(&raw.node), format!("{} needs `spec` or `specs`", kind.as_str()), "add a `spec` with an `endpointSelector` and rules");
+        cx.error(
+            Code::MissingField,
+            kind_span(&raw.node),
+            format!("{} needs `spec` or `specs`", kind.as_str()),
+            "add a `spec` with an `endpointSelector` and rules",
+        );
     }
     obj.finish(cx, kind.as_str());
     let meta = meta?;
@@ -513,7 +694,10 @@ fn cilium_policy(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>, kind: PolicyKind)
         rules.extend(cilium_rule(cx, s, kind));
     }
     if let Some(s) = specs {
-        rules.extend(cx.each(s.node, "specs", |cx, r| cilium_rule(cx, r, kind)).unwrap_or_default());
+        rules.extend(
+            cx.each(s.node, "specs", |cx, r| cilium_rule(cx, r, kind))
+                .unwrap_or_default(),
+        );
     }
     Some(CiliumPolicy { kind, meta, rules })
 }
@@ -531,10 +715,15 @@ fn cilium_rule(cx: &mut Cx<'_>, at: At<'_>, kind: PolicyKind) -> Option<CiliumRu
         ("egressDeny", Direction::Egress, true),
     ] {
         if let Some(r) = m.get(key) {
-            rules.extend(cx.each(r.node, key, |cx, a| peer_rule(cx, a, dir, deny)).unwrap_or_default());
+            rules.extend(
+                cx.each(r.node, key, |cx, a| peer_rule(cx, a, dir, deny))
+                    .unwrap_or_default(),
+            );
         }
     }
-    let has_section = ["ingress", "ingressDeny", "egress", "egressDeny"].iter().any(|k| m.has(k));
+    let has_section = ["ingress", "ingressDeny", "egress", "egressDeny"]
+        .iter()
+        .any(|k| m.has(k));
     let (mut dd_in, mut dd_eg) = (None, None);
     if let Some(d) = m.get("enableDefaultDeny") {
         if let Some(mut dm) = cx.map(d, "enableDefaultDeny") {
@@ -543,10 +732,17 @@ fn cilium_rule(cx: &mut Cx<'_>, at: At<'_>, kind: PolicyKind) -> Option<CiliumRu
             dm.finish(cx, "`enableDefaultDeny`");
         }
     }
-    let description = m.get("description").and_then(|d| cx.string(d.node, "description")).map(|s| s.value);
+    let description = m
+        .get("description")
+        .and_then(|d| cx.string(d.node, "description"))
+        .map(|s| s.value);
     // Rule labels name the rule for tooling; they carry no enforcement meaning.
     m.ignore(&["labels"]);
-    m.not_enforced(cx, "log", "policy verdict logging is not implemented; flows are still observable");
+    m.not_enforced(
+        cx,
+        "log",
+        "policy verdict logging is not implemented; flows are still observable",
+    );
     m.finish(cx, ctx);
 
     if !has_section {
@@ -587,14 +783,31 @@ fn cilium_rule(cx: &mut Cx<'_>, at: At<'_>, kind: PolicyKind) -> Option<CiliumRu
             Subject::Nodes(selector(cx, n, "nodeSelector")?)
         }
         (None, None) => {
-            cx.error(Code::MissingField, at.key, "a Cilium rule needs `endpointSelector` or `nodeSelector`", "add `endpointSelector: {}` to select every pod in scope");
+            cx.error(
+                Code::MissingField,
+                at.key,
+                "a Cilium rule needs `endpointSelector` or `nodeSelector`",
+                "add `endpointSelector: {}` to select every pod in scope",
+            );
             return None;
         }
     };
-    Some(CiliumRule { subject: Some(subject), rules, default_deny_ingress: dd_in, default_deny_egress: dd_eg, description, span: at.node.span })
+    Some(CiliumRule {
+        subject: Some(subject),
+        rules,
+        default_deny_ingress: dd_in,
+        default_deny_egress: dd_eg,
+        description,
+        span: at.node.span,
+    })
 }
 
-fn peer_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> Option<CiliumPeerRule> {
+fn peer_rule(
+    cx: &mut Cx<'_>,
+    at: At<'_>,
+    direction: Direction,
+    deny: bool,
+) -> Option<CiliumPeerRule> {
     let (pre, section) = match (direction, deny) {
         (Direction::Ingress, false) => ("from", "an `ingress` rule"),
         (Direction::Ingress, true) => ("from", "an `ingressDeny` rule"),
@@ -604,7 +817,18 @@ fn peer_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
     let ingress = direction == Direction::Ingress;
     let span = at.node.span;
     if at.node.as_map().is_some_and(|m| m.is_empty()) {
-        return Some(CiliumPeerRule { direction, deny, endpoints: None, entities: None, cidrs: None, fqdns: None, services: None, to_ports: None, icmps: None, span });
+        return Some(CiliumPeerRule {
+            direction,
+            deny,
+            endpoints: None,
+            entities: None,
+            cidrs: None,
+            fqdns: None,
+            services: None,
+            to_ports: None,
+            icmps: None,
+            span,
+        });
     }
     let mut m = cx.map(at, section)?;
     let k = |s: &'static str, t: &'static str| if ingress { s } else { t };
@@ -613,13 +837,19 @@ fn peer_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
     let endpoints_key = k("fromEndpoints", "toEndpoints");
     let endpoints = m.get(endpoints_key).and_then(|e| {
         l3.push((endpoints_key, e.key));
-        cx.each(e.node, endpoints_key, |cx, a| selector(cx, a, endpoints_key))
+        cx.each(e.node, endpoints_key, |cx, a| {
+            selector(cx, a, endpoints_key)
+        })
     });
     let entities_key = k("fromEntities", "toEntities");
     let entities = m.get(entities_key).and_then(|e| {
         l3.push((entities_key, e.key));
         let list = cx.strings(e.node, entities_key)?;
-        Some(list.into_iter().filter_map(|s| entity(cx, s)).collect::<Vec<_>>())
+        Some(
+            list.into_iter()
+                .filter_map(|s| entity(cx, s))
+                .collect::<Vec<_>>(),
+        )
     });
     let cidr_key = k("fromCIDR", "toCIDR");
     let set_key = k("fromCIDRSet", "toCIDRSet");
@@ -630,14 +860,20 @@ fn peer_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
         let v = cidrs.get_or_insert_with(Vec::new);
         for s in list {
             if let Some(net) = cidr_value(cx, &s, true) {
-                v.push(CidrRule { cidr: net, except: Vec::new(), span: s.span });
+                v.push(CidrRule {
+                    cidr: net,
+                    except: Vec::new(),
+                    span: s.span,
+                });
             }
         }
     }
     if let Some(c) = m.get(set_key) {
         l3.push((set_key, c.key));
         let list = cx.each(c.node, set_key, cidr_rule).unwrap_or_default();
-        cidrs.get_or_insert_with(Vec::new).extend(list.into_iter().flatten());
+        cidrs
+            .get_or_insert_with(Vec::new)
+            .extend(list.into_iter().flatten());
     }
     let fqdns = if !ingress && !deny {
         m.get("toFQDNs").and_then(|f| {
@@ -655,16 +891,34 @@ fn peer_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
     } else {
         None
     };
-    m.not_enforced(cx, k("fromRequires", "toRequires"), "requirements are deprecated upstream and not implemented");
-    m.not_enforced(cx, k("fromGroups", "toGroups"), "cloud provider groups are not resolved");
-    m.not_enforced(cx, k("fromNodes", "toNodes"), "node selection by labels is not implemented");
-    let to_ports = m.get("toPorts").and_then(|p| cx.each(p.node, "toPorts", |cx, a| port_rule(cx, a, direction, deny)));
+    m.not_enforced(
+        cx,
+        k("fromRequires", "toRequires"),
+        "requirements are deprecated upstream and not implemented",
+    );
+    m.not_enforced(
+        cx,
+        k("fromGroups", "toGroups"),
+        "cloud provider groups are not resolved",
+    );
+    m.not_enforced(
+        cx,
+        k("fromNodes", "toNodes"),
+        "node selection by labels is not implemented",
+    );
+    let to_ports = m
+        .get("toPorts")
+        .and_then(|p| cx.each(p.node, "toPorts", |cx, a| port_rule(cx, a, direction, deny)));
     let icmps = m.get("icmps").and_then(|i| {
         let rules = cx.each(i.node, "icmps", icmp_rule)?;
         Some(rules.into_iter().flatten().collect::<Vec<_>>())
     });
     if !deny {
-        m.not_enforced(cx, "authentication", "mutual authentication is not implemented");
+        m.not_enforced(
+            cx,
+            "authentication",
+            "mutual authentication is not implemented",
+        );
     }
     m.finish(cx, section);
 
@@ -681,28 +935,52 @@ fn peer_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
     }
     if let (Some(_), Some(_)) = (&to_ports, &icmps) {
         if let Some(i) = m_key_span(at.node, "icmps") {
-            cx.error(Code::ConflictingFields, i, "`icmps` cannot be combined with `toPorts` in one rule", "write the ICMP rule as a separate entry");
+            cx.error(
+                Code::ConflictingFields,
+                i,
+                "`icmps` cannot be combined with `toPorts` in one rule",
+                "write the ICMP rule as a separate entry",
+            );
         }
         return None;
     }
     let _ = pre;
-    Some(CiliumPeerRule { direction, deny, endpoints, entities, cidrs, fqdns, services, to_ports, icmps, span })
+    Some(CiliumPeerRule {
+        direction,
+        deny,
+        endpoints,
+        entities,
+        cidrs,
+        fqdns,
+        services,
+        to_ports,
+        icmps,
+        span,
+    })
 }
 
 fn m_key_span(node: &Node, key: &str) -> Option<Span> {
-    node.as_map()?.iter().find(|(k, _)| k.scalar_text() == Some(key)).map(|(k, _)| k.span)
+    node.as_map()?
+        .iter()
+        .find(|(k, _)| k.scalar_text() == Some(key))
+        .map(|(k, _)| k.span)
 }
 
 fn entity(cx: &mut Cx<'_>, s: Spanned<String>) -> Option<Spanned<Entity>> {
-    match Entity::parse(&s.value) {
-        Some(e) => Some(Spanned::new(e, s.span)),
-        None => {
-            let names: Vec<&str> = Entity::ALL.iter().map(|(n, _)| *n).collect();
+    match formats::entity(&s.value) {
+        Ok(e) => Some(Spanned::new(e, s.span)),
+        Err(_) => {
+            let names: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
             let help = match formats::did_you_mean(&s.value, &names) {
                 Some(n) => format!("did you mean `{n}`?"),
                 None => format!("entities are: {}", names.join(", ")),
             };
-            cx.error(Code::UnknownEntity, s.span, format!("unknown entity `{}`", s.value), help);
+            cx.error(
+                Code::UnknownEntity,
+                s.span,
+                format!("unknown entity `{}`", s.value),
+                help,
+            );
             None
         }
     }
@@ -711,49 +989,99 @@ fn entity(cx: &mut Cx<'_>, s: Spanned<String>) -> Option<Spanned<Entity>> {
 fn cidr_rule(cx: &mut Cx<'_>, at: At<'_>) -> Option<Option<CidrRule>> {
     let mut m = cx.map(at, "CIDR set entry")?;
     let cidr = m.get("cidr").and_then(|c| cx.string(c.node, "cidr"));
-    let except = m.get("except").and_then(|e| cx.strings(e.node, "except")).unwrap_or_default();
+    let except = m
+        .get("except")
+        .and_then(|e| cx.strings(e.node, "except"))
+        .unwrap_or_default();
     let group_ref = m.has("cidrGroupRef");
     let group_sel = m.has("cidrGroupSelector");
-    m.not_enforced(cx, "cidrGroupRef", "CiliumCIDRGroup objects are not resolved");
-    m.not_enforced(cx, "cidrGroupSelector", "CiliumCIDRGroup objects are not resolved");
+    m.not_enforced(
+        cx,
+        "cidrGroupRef",
+        "CiliumCIDRGroup objects are not resolved",
+    );
+    m.not_enforced(
+        cx,
+        "cidrGroupSelector",
+        "CiliumCIDRGroup objects are not resolved",
+    );
     m.finish(cx, "a CIDR set entry");
     let Some(cidr) = cidr else {
         if !group_ref && !group_sel {
-            cx.error(Code::MissingField, at.key, "a CIDR set entry needs `cidr`", "add `cidr: 10.0.0.0/8` (or a `cidrGroupRef`)");
+            cx.error(
+                Code::MissingField,
+                at.key,
+                "a CIDR set entry needs `cidr`",
+                "add `cidr: 10.0.0.0/8` (or a `cidrGroupRef`)",
+            );
         }
         return Some(None);
     };
     let net = cidr_value(cx, &cidr, true);
     let (net, except) = cidr_with_except(cx, net, except, false);
-    Some(net.map(|cidr| CidrRule { cidr, except, span: at.node.span }))
+    Some(net.map(|cidr| CidrRule {
+        cidr,
+        except,
+        span: at.node.span,
+    }))
 }
 
 fn fqdn_selector(cx: &mut Cx<'_>, at: At<'_>, field: &str) -> Option<Spanned<FqdnMatch>> {
     let mut m = cx.map(at, field)?;
-    let name = m.get("matchName").and_then(|n| cx.string(n.node, "matchName"));
-    let pattern = m.get("matchPattern").and_then(|n| cx.string(n.node, "matchPattern"));
+    let name = m
+        .get("matchName")
+        .and_then(|n| cx.string(n.node, "matchName"));
+    let pattern = m
+        .get("matchPattern")
+        .and_then(|n| cx.string(n.node, "matchPattern"));
     m.finish(cx, &format!("a `{field}` entry"));
     match (name, pattern) {
         (Some(_), Some(p)) => {
-            cx.error(Code::ConflictingFields, p.span, "use either `matchName` or `matchPattern`, not both", "split them into two entries");
+            cx.error(
+                Code::ConflictingFields,
+                p.span,
+                "use either `matchName` or `matchPattern`, not both",
+                "split them into two entries",
+            );
             None
         }
         (Some(n), None) => match formats::fqdn_match_name(&n.value) {
-            Ok(()) => Some(Spanned::new(FqdnMatch::Name(n.value.to_ascii_lowercase()), n.span)),
+            Ok(()) => Some(Spanned::new(
+                FqdnMatch::Name(n.value.to_ascii_lowercase()),
+                n.span,
+            )),
             Err(reason) => {
-                cx.error(Code::InvalidFqdn, n.span, format!("invalid `matchName` `{}`: {reason}", n.value), "a DNS name such as `api.example.com`; use `matchPattern` for wildcards");
+                cx.error(
+                    Code::InvalidFqdn,
+                    n.span,
+                    format!("invalid `matchName` `{}`: {reason}", n.value),
+                    "a DNS name such as `api.example.com`; use `matchPattern` for wildcards",
+                );
                 None
             }
         },
         (None, Some(p)) => match formats::fqdn_match_pattern(&p.value) {
-            Ok(()) => Some(Spanned::new(FqdnMatch::Pattern(p.value.to_ascii_lowercase()), p.span)),
+            Ok(_) => Some(Spanned::new(
+                FqdnMatch::Pattern(p.value.to_ascii_lowercase()),
+                p.span,
+            )),
             Err(reason) => {
-                cx.error(Code::InvalidFqdn, p.span, format!("invalid `matchPattern` `{}`: {reason}", p.value), "a DNS name where `*` stands for any characters, such as `*.example.com`");
+                cx.error(
+                    Code::InvalidFqdn,
+                    p.span,
+                    format!("invalid `matchPattern` `{}`: {reason}", p.value),
+                    "a DNS name where `*` stands for any characters, such as `*.example.com`",
+                );
                 None
             }
         },
         (None, None) => {
-            cx.error(Code::MissingField, at.key, format!("a `{field}` entry needs `matchName` or `matchPattern`"), "add `matchName: example.com` or `matchPattern: \"*.example.com\"`");
+            cx.error(
+                Code::MissingField,
+                at.key,
+                format!("a `{field}` entry needs `matchName` or `matchPattern`"),
+                "add `matchName: example.com` or `matchPattern: \"*.example.com\"`",
+            );
             None
         }
     }
@@ -767,11 +1095,20 @@ fn service_ref(cx: &mut Cx<'_>, at: At<'_>) -> Option<ServiceRef> {
     match (by_name, by_sel) {
         (Some(n), None) => {
             let mut s = cx.map(n, "k8sService")?;
-            let name = s.get("serviceName").and_then(|v| cx.string(v.node, "serviceName"));
-            let namespace = s.get("namespace").and_then(|v| cx.string(v.node, "namespace"));
+            let name = s
+                .get("serviceName")
+                .and_then(|v| cx.string(v.node, "serviceName"));
+            let namespace = s
+                .get("namespace")
+                .and_then(|v| cx.string(v.node, "namespace"));
             s.finish(cx, "`k8sService`");
             let Some(name) = name else {
-                cx.error(Code::MissingField, n.key, "`k8sService` needs `serviceName`", "add `serviceName`");
+                cx.error(
+                    Code::MissingField,
+                    n.key,
+                    "`k8sService` needs `serviceName`",
+                    "add `serviceName`",
+                );
                 return None;
             };
             Some(ServiceRef::Name { name, namespace })
@@ -779,16 +1116,31 @@ fn service_ref(cx: &mut Cx<'_>, at: At<'_>) -> Option<ServiceRef> {
         (None, Some(sel)) => {
             let mut s = cx.map(sel, "k8sServiceSelector")?;
             let selector_at = s.require(cx, "selector", "`k8sServiceSelector`");
-            let namespace = s.get("namespace").and_then(|v| cx.string(v.node, "namespace"));
+            let namespace = s
+                .get("namespace")
+                .and_then(|v| cx.string(v.node, "namespace"));
             s.finish(cx, "`k8sServiceSelector`");
-            Some(ServiceRef::Selector { selector: selector(cx, selector_at?, "selector")?, namespace })
+            Some(ServiceRef::Selector {
+                selector: selector(cx, selector_at?, "selector")?,
+                namespace,
+            })
         }
         (Some(_), Some(s)) => {
-            cx.error(Code::ConflictingFields, s.key, "use either `k8sService` or `k8sServiceSelector`", "split them into two entries");
+            cx.error(
+                Code::ConflictingFields,
+                s.key,
+                "use either `k8sService` or `k8sServiceSelector`",
+                "split them into two entries",
+            );
             None
         }
         (None, None) => {
-            cx.error(Code::MissingField, at.key, "a `toServices` entry needs `k8sService` or `k8sServiceSelector`", "add `k8sService: {serviceName: ..., namespace: ...}`");
+            cx.error(
+                Code::MissingField,
+                at.key,
+                "a `toServices` entry needs `k8sService` or `k8sServiceSelector`",
+                "add `k8sService: {serviceName: ..., namespace: ...}`",
+            );
             None
         }
     }
@@ -796,7 +1148,10 @@ fn service_ref(cx: &mut Cx<'_>, at: At<'_>) -> Option<ServiceRef> {
 
 fn port_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> Option<PortRule> {
     let mut m = cx.map(at, "toPorts")?;
-    let ports = m.get("ports").and_then(|p| cx.each(p.node, "ports", |cx, a| port_spec(cx, a, true))).unwrap_or_default();
+    let ports = m
+        .get("ports")
+        .and_then(|p| cx.each(p.node, "ports", |cx, a| port_spec(cx, a, true)))
+        .unwrap_or_default();
     let mut http = None;
     let mut dns = None;
     let mut rules_span = None;
@@ -804,8 +1159,12 @@ fn port_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
         if let Some(r) = m.get("rules") {
             rules_span = Some(r.key);
             if let Some(mut rm) = cx.map(r, "rules") {
-                http = rm.get("http").and_then(|h| cx.each(h.node, "http", http_rule));
-                dns = rm.get("dns").and_then(|d| cx.each(d.node, "dns", |cx, a| fqdn_selector(cx, a, "dns")));
+                http = rm
+                    .get("http")
+                    .and_then(|h| cx.each(h.node, "http", http_rule));
+                dns = rm
+                    .get("dns")
+                    .and_then(|d| cx.each(d.node, "dns", |cx, a| fqdn_selector(cx, a, "dns")));
                 rm.not_enforced(cx, "kafka", "Kafka rules are not implemented");
                 rm.not_enforced(cx, "l7proto", "custom L7 parsers are not implemented");
                 rm.not_enforced(cx, "l7", "custom L7 rules are not implemented");
@@ -817,7 +1176,11 @@ fn port_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
         m.not_enforced(cx, "serverNames", "TLS SNI matching is not implemented");
         m.not_enforced(cx, "listener", "Envoy listeners are not implemented");
     }
-    let context = if deny { "a deny rule's `toPorts` entry (deny rules match L3/L4 only)" } else { "a `toPorts` entry" };
+    let context = if deny {
+        "a deny rule's `toPorts` entry (deny rules match L3/L4 only)"
+    } else {
+        "a `toPorts` entry"
+    };
     m.finish(cx, context);
     // L7 rules need a protocol that carries them.
     if let Some(span) = rules_span {
@@ -836,40 +1199,77 @@ fn port_rule(cx: &mut Cx<'_>, at: At<'_>, direction: Direction, deny: bool) -> O
                     Code::L7ProtocolMismatch,
                     p.protocol.span,
                     if !p.protocol_given {
-                        format!("{what} rules need `protocol: TCP`; this port has no protocol (ANY)")
+                        format!(
+                            "{what} rules need `protocol: TCP`; this port has no protocol (ANY)"
+                        )
                     } else {
-                        format!("{what} rules cannot apply to protocol {}", p.protocol.value.as_str())
+                        format!(
+                            "{what} rules cannot apply to protocol {}",
+                            p.protocol.value.as_str()
+                        )
                     },
-                    if has_http { "HTTP runs over TCP: set `protocol: TCP`" } else { "DNS rules need UDP, TCP or ANY" },
+                    if has_http {
+                        "HTTP runs over TCP: set `protocol: TCP`"
+                    } else {
+                        "DNS rules need UDP, TCP or ANY"
+                    },
                 );
                 let _ = span;
                 return None;
             }
         }
         if has_dns && direction == Direction::Ingress {
-            cx.error(Code::L7ProtocolMismatch, span, "DNS rules apply to egress only", "move the DNS rule under `egress`");
+            cx.error(
+                Code::L7ProtocolMismatch,
+                span,
+                "DNS rules apply to egress only",
+                "move the DNS rule under `egress`",
+            );
             return None;
         }
     }
-    Some(PortRule { ports, http, dns, span: at.node.span })
+    Some(PortRule {
+        ports,
+        http,
+        dns,
+        span: at.node.span,
+    })
 }
 
 fn http_rule(cx: &mut Cx<'_>, at: At<'_>) -> Option<HttpRule> {
     let span = at.node.span;
     if at.node.as_map().is_some_and(|m| m.is_empty()) {
-        return Some(HttpRule { method: None, path: None, host: None, headers: Vec::new(), span });
+        return Some(HttpRule {
+            method: None,
+            path: None,
+            host: None,
+            headers: Vec::new(),
+            span,
+        });
     }
     let mut m = cx.map(at, "http")?;
     let method = m.get("method").and_then(|v| cx.string(v.node, "method"));
     let path = m.get("path").and_then(|v| cx.string(v.node, "path"));
     let host = m.get("host").and_then(|v| cx.string(v.node, "host"));
-    let headers = m.get("headers").and_then(|v| cx.strings(v.node, "headers")).unwrap_or_default();
-    m.not_enforced(cx, "headerMatches", "header matches with secrets or mismatch actions are not implemented; use `headers`");
+    let headers = m
+        .get("headers")
+        .and_then(|v| cx.strings(v.node, "headers"))
+        .unwrap_or_default();
+    m.not_enforced(
+        cx,
+        "headerMatches",
+        "header matches with secrets or mismatch actions are not implemented; use `headers`",
+    );
     m.finish(cx, "an HTTP rule");
     let mut ok = true;
     if let Some(v) = &method {
         if let Err(reason) = formats::http_method(&v.value) {
-            cx.error(Code::InvalidHttpMethod, v.span, format!("invalid HTTP method `{}`: {reason}", v.value), "use a method such as `GET`, or a regular expression such as `GET|HEAD`");
+            cx.error(
+                Code::InvalidHttpMethod,
+                v.span,
+                format!("invalid HTTP method `{}`: {reason}", v.value),
+                "use a method such as `GET`, or a regular expression such as `GET|HEAD`",
+            );
             ok = false;
         }
     }
@@ -883,16 +1283,29 @@ fn http_rule(cx: &mut Cx<'_>, at: At<'_>) -> Option<HttpRule> {
     }
     for h in &headers {
         if let Err(reason) = formats::http_header(&h.value) {
-            cx.error(Code::InvalidHttpHeader, h.span, format!("invalid header match `{}`: {reason}", h.value), "write `Header-Name` (must be present) or `Header-Name: value`");
+            cx.error(
+                Code::InvalidHttpHeader,
+                h.span,
+                format!("invalid header match `{}`: {reason}", h.value),
+                "write `Header-Name` (must be present) or `Header-Name: value`",
+            );
             ok = false;
         }
     }
-    ok.then_some(HttpRule { method, path, host, headers, span })
+    ok.then_some(HttpRule {
+        method,
+        path,
+        host,
+        headers,
+        span,
+    })
 }
 
 fn icmp_rule(cx: &mut Cx<'_>, at: At<'_>) -> Option<Vec<IcmpField>> {
     let mut m = cx.map(at, "icmps")?;
-    let fields = m.require(cx, "fields", "an `icmps` entry").and_then(|f| cx.each(f.node, "fields", icmp_field));
+    let fields = m
+        .require(cx, "fields", "an `icmps` entry")
+        .and_then(|f| cx.each(f.node, "fields", icmp_field));
     m.finish(cx, "an `icmps` entry");
     fields
 }
@@ -909,7 +1322,12 @@ fn icmp_field(cx: &mut Cx<'_>, at: At<'_>) -> Option<IcmpField> {
             match formats::icmp_family(&s.value) {
                 Ok(f) => f,
                 Err(reason) => {
-                    cx.error(Code::InvalidIcmp, s.span, format!("invalid ICMP family `{}`: {reason}", s.value), "use `IPv4` or `IPv6`");
+                    cx.error(
+                        Code::InvalidIcmp,
+                        s.span,
+                        format!("invalid ICMP family `{}`: {reason}", s.value),
+                        "use `IPv4` or `IPv6`",
+                    );
                     return None;
                 }
             }
@@ -917,17 +1335,34 @@ fn icmp_field(cx: &mut Cx<'_>, at: At<'_>) -> Option<IcmpField> {
     };
     let t = type_at?;
     let value = match t.node.resolve() {
-        Some(Resolved::Int(i)) => i.to_string(),
-        Some(Resolved::Str(s)) => s.to_owned(),
+        Some(Resolved::Int(i)) => formats::IntOrString::Int(i),
+        Some(Resolved::Str(s)) => formats::IntOrString::Str(s),
         _ => {
-            cx.error(Code::WrongType, t.node.span, format!("ICMP `type` must be a number or a type name, found {}", t.node.kind_name()), "write a number 0-255 or a name such as `EchoRequest`");
+            cx.error(
+                Code::WrongType,
+                t.node.span,
+                format!(
+                    "ICMP `type` must be a number or a type name, found {}",
+                    t.node.kind_name()
+                ),
+                "write a number 0-255 or a name such as `EchoRequest`",
+            );
             return None;
         }
     };
-    match formats::icmp_type(family, &value) {
-        Ok(n) => Some(IcmpField { family, icmp_type: Spanned::new(n, t.node.span) }),
+    let text = t.node.scalar_text().unwrap_or("").to_owned();
+    match formats::icmp_type(family, value) {
+        Ok(n) => Some(IcmpField {
+            family,
+            icmp_type: Spanned::new(n, t.node.span),
+        }),
         Err(reason) => {
-            cx.error(Code::InvalidIcmp, t.node.span, format!("invalid ICMP type `{value}`: {reason}"), "use a number 0-255 or a name such as `EchoRequest` (IPv4) or `EchoRequest` (IPv6)");
+            cx.error(
+                Code::InvalidIcmp,
+                t.node.span,
+                format!("invalid ICMP type `{text}`: {reason}"),
+                "use a number 0-255 or a type name such as `EchoRequest`",
+            );
             None
         }
     }
@@ -967,7 +1402,10 @@ fn pod_shape(cx: &mut Cx<'_>, metadata: Option<At<'_>>, spec: Option<At<'_>>) ->
     let mut host_network = false;
     let mut service_account = None;
     if let Some(spec) = spec {
-        host_network = matches!(spec.node.get("hostNetwork").and_then(|h| h.resolve()), Some(Resolved::Bool(true)));
+        host_network = matches!(
+            spec.node.get("hostNetwork").and_then(|h| h.resolve()),
+            Some(Resolved::Bool(true))
+        );
         service_account = spec
             .node
             .get("serviceAccountName")
@@ -975,12 +1413,21 @@ fn pod_shape(cx: &mut Cx<'_>, metadata: Option<At<'_>>, spec: Option<At<'_>>) ->
             .and_then(|s| s.as_str())
             .map(str::to_owned);
         for key in ["initContainers", "containers"] {
-            let Some(containers) = spec.node.get(key).and_then(|c| c.as_seq()) else { continue };
+            let Some(containers) = spec.node.get(key).and_then(|c| c.as_seq()) else {
+                continue;
+            };
             for c in containers {
-                let Some(list) = c.get("ports").and_then(|p| p.as_seq()) else { continue };
+                let Some(list) = c.get("ports").and_then(|p| p.as_seq()) else {
+                    continue;
+                };
                 for p in list {
-                    let Some(number) = p.get("containerPort") else { continue };
-                    let Some(port) = cx.int(number, "containerPort").and_then(|v| port_number(cx, v, number.span, "containerPort")) else {
+                    let Some(number) = p.get("containerPort") else {
+                        continue;
+                    };
+                    let Some(port) = cx
+                        .int(number, "containerPort")
+                        .and_then(|v| port_number(cx, v, number.span, "containerPort"))
+                    else {
                         continue;
                     };
                     let name = p.get("name").and_then(|n| cx.string(n, "name"));
@@ -996,12 +1443,21 @@ fn pod_shape(cx: &mut Cx<'_>, metadata: Option<At<'_>>, spec: Option<At<'_>>) ->
                         },
                         None => Protocol::Tcp,
                     };
-                    ports.push(ContainerPort { name: name.map(|n| n.value), port, protocol });
+                    ports.push(ContainerPort {
+                        name: name.map(|n| n.value),
+                        port,
+                        protocol,
+                    });
                 }
             }
         }
     }
-    PodShape { labels, ports, host_network, service_account }
+    PodShape {
+        labels,
+        ports,
+        host_network,
+        service_account,
+    }
 }
 
 fn pod(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Workload> {
@@ -1011,12 +1467,21 @@ fn pod(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Workload> {
     let shape = pod_shape(cx, obj.get("metadata"), spec);
     let mut ips = Vec::new();
     if let Some(status) = obj.get("status") {
-        if let Some(ip) = status.node.get("podIP").and_then(|i| i.as_str()).and_then(|s| s.parse().ok()) {
+        if let Some(ip) = status
+            .node
+            .get("podIP")
+            .and_then(|i| i.as_str())
+            .and_then(|s| s.parse().ok())
+        {
             ips.push(ip);
         }
         if let Some(list) = status.node.get("podIPs").and_then(|l| l.as_seq()) {
             for item in list {
-                if let Some(ip) = item.get("ip").and_then(|i| i.as_str()).and_then(|s| s.parse().ok()) {
+                if let Some(ip) = item
+                    .get("ip")
+                    .and_then(|i| i.as_str())
+                    .and_then(|s| s.parse().ok())
+                {
                     if !ips.contains(&ip) {
                         ips.push(ip);
                     }
@@ -1041,7 +1506,9 @@ fn controller(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Workload> 
     let meta = metadata(cx, &mut obj, raw, true, false)?;
     let mut spec = obj.get("spec").map(|s| s.node);
     if kind == WorkloadKind::CronJob {
-        spec = spec.and_then(|s| s.get("jobTemplate")).and_then(|j| j.get("spec"));
+        spec = spec
+            .and_then(|s| s.get("jobTemplate"))
+            .and_then(|j| j.get("spec"));
     }
     let template = spec.and_then(|s| s.get("template"));
     let t_meta = template.and_then(|t| t.get("metadata")).map(At::item);
@@ -1061,7 +1528,10 @@ fn controller(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Workload> 
 fn service_ports(cx: &mut Cx<'_>, list: Option<&Node>) -> Vec<ServicePort> {
     let mut out = Vec::new();
     for p in list.and_then(|l| l.as_seq()).unwrap_or(&[]) {
-        let Some(port) = p.get("port").and_then(|n| cx.int(n, "port").and_then(|v| port_number(cx, v, n.span, "port"))) else {
+        let Some(port) = p.get("port").and_then(|n| {
+            cx.int(n, "port")
+                .and_then(|v| port_number(cx, v, n.span, "port"))
+        }) else {
             continue;
         };
         let name = p.get("name").and_then(|n| n.as_str()).map(str::to_owned);
@@ -1077,7 +1547,12 @@ fn service_ports(cx: &mut Cx<'_>, list: Option<&Node>) -> Vec<ServicePort> {
             },
             None => Protocol::Tcp,
         };
-        out.push(ServicePort { name, port, target_port, protocol });
+        out.push(ServicePort {
+            name,
+            port,
+            target_port,
+            protocol,
+        });
     }
     out
 }
@@ -1086,14 +1561,26 @@ fn service(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Service> {
     let mut obj = cx.map(at, "Service")?;
     let meta = metadata(cx, &mut obj, raw, true, false)?;
     let spec = obj.get("spec");
-    let selector = spec.and_then(|s| s.node.get("selector")).map(|s| string_map(Some(At::item(s))));
+    let selector = spec
+        .and_then(|s| s.node.get("selector"))
+        .map(|s| string_map(Some(At::item(s))));
     let ports = service_ports(cx, spec.and_then(|s| s.node.get("ports")));
     let mut cluster_ips = Vec::new();
     if let Some(s) = spec {
-        if let Some(ip) = s.node.get("clusterIP").and_then(|i| i.as_str()).and_then(|i| i.parse().ok()) {
+        if let Some(ip) = s
+            .node
+            .get("clusterIP")
+            .and_then(|i| i.as_str())
+            .and_then(|i| i.parse().ok())
+        {
             cluster_ips.push(ip);
         }
-        for item in s.node.get("clusterIPs").and_then(|l| l.as_seq()).unwrap_or(&[]) {
+        for item in s
+            .node
+            .get("clusterIPs")
+            .and_then(|l| l.as_seq())
+            .unwrap_or(&[])
+        {
             if let Some(ip) = item.as_str().and_then(|i| i.parse().ok()) {
                 if !cluster_ips.contains(&ip) {
                     cluster_ips.push(ip);
@@ -1101,15 +1588,27 @@ fn service(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Service> {
             }
         }
     }
-    Some(Service { meta, selector, ports, cluster_ips })
+    Some(Service {
+        meta,
+        selector,
+        ports,
+        cluster_ips,
+    })
 }
 
 fn endpoint_slice(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<EndpointSlice> {
     let mut obj = cx.map(at, "EndpointSlice")?;
     let meta = metadata(cx, &mut obj, raw, true, false)?;
-    let service_name = meta.labels.get("kubernetes.io/service-name").map(|v| v.value.clone());
+    let service_name = meta
+        .labels
+        .get("kubernetes.io/service-name")
+        .map(|v| v.value.clone());
     let mut addresses = Vec::new();
-    for e in obj.get("endpoints").and_then(|e| e.node.as_seq()).unwrap_or(&[]) {
+    for e in obj
+        .get("endpoints")
+        .and_then(|e| e.node.as_seq())
+        .unwrap_or(&[])
+    {
         for a in e.get("addresses").and_then(|a| a.as_seq()).unwrap_or(&[]) {
             if let Some(ip) = a.as_str().and_then(|s| s.parse().ok()) {
                 addresses.push(ip);
@@ -1118,5 +1617,10 @@ fn endpoint_slice(cx: &mut Cx<'_>, raw: &RawObject, at: At<'_>) -> Option<Endpoi
     }
     let ports = service_ports(cx, obj.get("ports").map(|p| p.node));
     let _ = head;
-    Some(EndpointSlice { meta, service_name, addresses, ports })
+    Some(EndpointSlice {
+        meta,
+        service_name,
+        addresses,
+        ports,
+    })
 }

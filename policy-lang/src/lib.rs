@@ -10,9 +10,9 @@ pub mod source;
 
 pub use diagnostic::{Code, Diagnostic, LocatedDiagnostic, Location, Severity};
 pub use source::{FileId, LineCol, SourceFile, SourceMap, Span, Spanned};
-pub mod yaml;
 pub mod load;
 pub mod model;
+pub mod yaml;
 
 use std::path::PathBuf;
 
@@ -47,11 +47,17 @@ pub struct Checked {
 
 impl Checked {
     pub fn errors(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     pub fn warnings(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 
     /// Whether a path could not be read (the CLI exits 2 then).
@@ -84,7 +90,9 @@ fn finish(loaded: load::Loaded) -> Checked {
         diagnostics: loaded.diagnostics,
         ..Default::default()
     };
-    let mut cx = decode::Cx { diags: &mut checked.diagnostics };
+    let mut cx = decode::Cx {
+        diags: &mut checked.diagnostics,
+    };
     let mut tree = model::Tree::default();
     for raw in &loaded.objects {
         match kinds::decode(&mut cx, raw) {

@@ -56,7 +56,11 @@ fn walk_dir(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnost
             diagnostics.push(Diagnostic::at_path(
                 Code::Io,
                 dir.to_path_buf(),
-                format!("cannot read directory `{}`: {}", dir.display(), io_reason(&e)),
+                format!(
+                    "cannot read directory `{}`: {}",
+                    dir.display(),
+                    io_reason(&e)
+                ),
             ));
             return;
         }
@@ -109,8 +113,12 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
                         let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
                         let id = loaded.sources.add(path.clone(), text);
                         loaded.diagnostics.push(
-                            Diagnostic::new(Code::YamlSyntax, Span::new(id, at, at + 1), "the file is not valid UTF-8")
-                                .with_help("save the file as UTF-8"),
+                            Diagnostic::new(
+                                Code::YamlSyntax,
+                                Span::new(id, at, at + 1),
+                                "the file is not valid UTF-8",
+                            )
+                            .with_help("save the file as UTF-8"),
                         );
                         continue;
                     }
@@ -125,7 +133,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
 /// Parses one file's text (already read) into the result.
 pub fn add_text(loaded: &mut Loaded, path: PathBuf, text: String) -> FileId {
     let id = loaded.sources.add(path, text);
-    let Some(file) = loaded.sources.get(id) else { return id };
+    let Some(file) = loaded.sources.get(id) else {
+        return id;
+    };
     let parsed = yaml::parse_file(id, &file.text);
     loaded.documents += parsed.document_count;
     loaded.diagnostics.extend(parsed.diagnostics);
@@ -137,15 +147,35 @@ pub fn add_text(loaded: &mut Loaded, path: PathBuf, text: String) -> FileId {
 }
 
 /// Turns a document's root into objects, unpacking `List` and `<Kind>List`.
-fn split_objects(root: Node, out: &mut Vec<RawObject>, diags: &mut Vec<Diagnostic>, doc_span: Span) {
+fn split_objects(
+    root: Node,
+    out: &mut Vec<RawObject>,
+    diags: &mut Vec<Diagnostic>,
+    doc_span: Span,
+) {
     let kind = root.get("kind").and_then(|k| k.as_str()).map(str::to_owned);
-    let api_version = root.get("apiVersion").and_then(|k| k.as_str()).map(str::to_owned);
+    let api_version = root
+        .get("apiVersion")
+        .and_then(|k| k.as_str())
+        .map(str::to_owned);
     let (Some(kind), Some(api_version)) = (kind, api_version) else {
-        let at = if root.as_map().is_some() { root.span } else { doc_span };
-        let at = Span::new(at.file, at.start as usize, (at.start as usize + first_line_len(&root)).max(at.start as usize));
+        let at = if root.as_map().is_some() {
+            root.span
+        } else {
+            doc_span
+        };
+        let at = Span::new(
+            at.file,
+            at.start as usize,
+            (at.start as usize + first_line_len(&root)).max(at.start as usize),
+        );
         diags.push(
-            Diagnostic::new(Code::NotAnObject, at, "document is not a Kubernetes object (no `apiVersion` and `kind`); skipped")
-                .with_help("add `apiVersion` and `kind`, or move the file out of the policy tree"),
+            Diagnostic::new(
+                Code::NotAnObject,
+                at,
+                "document is not a Kubernetes object (no `apiVersion` and `kind`); skipped",
+            )
+            .with_help("add `apiVersion` and `kind`, or move the file out of the policy tree"),
         );
         return;
     };
@@ -155,22 +185,44 @@ fn split_objects(root: Node, out: &mut Vec<RawObject>, diags: &mut Vec<Diagnosti
                 let own_kind = item.get("kind").and_then(|k| k.as_str());
                 let own_api = item.get("apiVersion").and_then(|k| k.as_str());
                 let (kind, api, implied) = match own_kind {
-                    Some(k) => (k.to_owned(), own_api.unwrap_or(&api_version).to_owned(), false),
-                    None if !item_kind.is_empty() => (item_kind.to_owned(), own_api.unwrap_or(&api_version).to_owned(), true),
+                    Some(k) => (
+                        k.to_owned(),
+                        own_api.unwrap_or(&api_version).to_owned(),
+                        false,
+                    ),
+                    None if !item_kind.is_empty() => (
+                        item_kind.to_owned(),
+                        own_api.unwrap_or(&api_version).to_owned(),
+                        true,
+                    ),
                     None => {
                         diags.push(
-                            Diagnostic::new(Code::NotAnObject, item.span, "list item has no `kind`; skipped")
-                                .with_help("give each item of a `List` its `apiVersion` and `kind`"),
+                            Diagnostic::new(
+                                Code::NotAnObject,
+                                item.span,
+                                "list item has no `kind`; skipped",
+                            )
+                            .with_help("give each item of a `List` its `apiVersion` and `kind`"),
                         );
                         continue;
                     }
                 };
-                out.push(RawObject { api_version: api, kind, node: item.clone(), kind_implied: implied });
+                out.push(RawObject {
+                    api_version: api,
+                    kind,
+                    node: item.clone(),
+                    kind_implied: implied,
+                });
             }
             return;
         }
     }
-    out.push(RawObject { api_version, kind, node: root, kind_implied: false });
+    out.push(RawObject {
+        api_version,
+        kind,
+        node: root,
+        kind_implied: false,
+    });
 }
 
 fn first_line_len(node: &Node) -> usize {

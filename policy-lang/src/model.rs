@@ -59,29 +59,7 @@ impl Selector {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-    Icmp,
-    IcmpV6,
-    /// Cilium's `ANY`: TCP, UDP and SCTP.
-    Any,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => "SCTP",
-            Protocol::Icmp => "ICMP",
-            Protocol::IcmpV6 => "ICMPv6",
-            Protocol::Any => "ANY",
-        }
-    }
-}
+pub use crate::formats::{Entity, IcmpFamily, Protocol};
 
 /// A port as written: a number, a name resolved per destination pod, or every port.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -173,53 +151,6 @@ impl NetworkPolicy {
 
 // ---------------------------------------------------------------- Cilium
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Entity {
-    All,
-    World,
-    WorldIpv4,
-    WorldIpv6,
-    Cluster,
-    Host,
-    RemoteNode,
-    KubeApiserver,
-    Init,
-    Health,
-    Unmanaged,
-    Ingress,
-    None,
-}
-
-impl Entity {
-    pub const ALL: &'static [(&'static str, Entity)] = &[
-        ("all", Entity::All),
-        ("world", Entity::World),
-        ("world-ipv4", Entity::WorldIpv4),
-        ("world-ipv6", Entity::WorldIpv6),
-        ("cluster", Entity::Cluster),
-        ("host", Entity::Host),
-        ("remote-node", Entity::RemoteNode),
-        ("kube-apiserver", Entity::KubeApiserver),
-        ("init", Entity::Init),
-        ("health", Entity::Health),
-        ("unmanaged", Entity::Unmanaged),
-        ("ingress", Entity::Ingress),
-        ("none", Entity::None),
-    ];
-
-    pub fn parse(s: &str) -> Option<Entity> {
-        Entity::ALL.iter().find(|(n, _)| *n == s).map(|(_, e)| *e)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Entity::ALL
-            .iter()
-            .find(|(_, e)| *e == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("none")
-    }
-}
-
 /// `matchName` or `matchPattern` of `toFQDNs` and `rules.dns`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FqdnMatch {
@@ -245,12 +176,6 @@ pub struct PortRule {
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IcmpFamily {
-    V4,
-    V6,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IcmpField {
     pub family: IcmpFamily,
@@ -266,8 +191,14 @@ pub struct CidrRule {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceRef {
-    Name { name: Str, namespace: Option<Str> },
-    Selector { selector: Selector, namespace: Option<Str> },
+    Name {
+        name: Str,
+        namespace: Option<Str>,
+    },
+    Selector {
+        selector: Selector,
+        namespace: Option<Str>,
+    },
 }
 
 /// One entry of `ingress`, `ingressDeny`, `egress` or `egressDeny`.

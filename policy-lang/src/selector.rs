@@ -75,8 +75,14 @@ pub fn names_namespace(selector: &Selector) -> bool {
         let (_, bare) = split_source(k);
         bare == NAMESPACE_LABEL || bare.starts_with(NAMESPACE_LABELS_PREFIX)
     };
-    selector.match_labels.iter().any(|(k, _)| is_ns_key(&k.value))
-        || selector.match_expressions.iter().any(|r| is_ns_key(&r.key.value))
+    selector
+        .match_labels
+        .iter()
+        .any(|(k, _)| is_ns_key(&k.value))
+        || selector
+            .match_expressions
+            .iter()
+            .any(|r| is_ns_key(&r.key.value))
 }
 
 /// The label Cilium gives every pod for its namespace's name.
@@ -112,9 +118,18 @@ mod tests {
     #[test]
     fn sources_and_operators() {
         let pod: BTreeMap<&str, &str> = [("app", "web"), ("tier", "front")].into();
-        let lookup = |src: Source, k: &str| if src == Source::K8s { pod.get(k).copied() } else { None };
+        let lookup = |src: Source, k: &str| {
+            if src == Source::K8s {
+                pod.get(k).copied()
+            } else {
+                None
+            }
+        };
         assert!(matches(&sel(&[("k8s:app", "web")], vec![]), lookup));
-        assert!(matches(&sel(&[("any:app", "web"), ("tier", "front")], vec![]), lookup));
+        assert!(matches(
+            &sel(&[("any:app", "web"), ("tier", "front")], vec![]),
+            lookup
+        ));
         assert!(!matches(&sel(&[("reserved:app", "web")], vec![]), lookup));
         assert!(!matches(&sel(&[("app", "db")], vec![]), lookup));
         let req = |k: &str, op, vals: &[&str]| Requirement {
@@ -122,11 +137,26 @@ mod tests {
             operator: Spanned::new(op, Default::default()),
             values: vals.iter().map(|v| s(v)).collect(),
         };
-        assert!(matches(&sel(&[], vec![req("app", Operator::In, &["web", "x"])]), lookup));
-        assert!(matches(&sel(&[], vec![req("env", Operator::NotIn, &["prod"])]), lookup));
-        assert!(!matches(&sel(&[], vec![req("app", Operator::NotIn, &["web"])]), lookup));
-        assert!(matches(&sel(&[], vec![req("tier", Operator::Exists, &[])]), lookup));
-        assert!(!matches(&sel(&[], vec![req("tier", Operator::DoesNotExist, &[])]), lookup));
+        assert!(matches(
+            &sel(&[], vec![req("app", Operator::In, &["web", "x"])]),
+            lookup
+        ));
+        assert!(matches(
+            &sel(&[], vec![req("env", Operator::NotIn, &["prod"])]),
+            lookup
+        ));
+        assert!(!matches(
+            &sel(&[], vec![req("app", Operator::NotIn, &["web"])]),
+            lookup
+        ));
+        assert!(matches(
+            &sel(&[], vec![req("tier", Operator::Exists, &[])]),
+            lookup
+        ));
+        assert!(!matches(
+            &sel(&[], vec![req("tier", Operator::DoesNotExist, &[])]),
+            lookup
+        ));
         assert!(matches(&sel(&[], vec![]), lookup));
     }
 }

@@ -179,7 +179,9 @@ impl SourceMap {
     }
 
     pub fn path(&self, id: FileId) -> &Path {
-        self.get(id).map(|f| f.path.as_path()).unwrap_or(Path::new(""))
+        self.get(id)
+            .map(|f| f.path.as_path())
+            .unwrap_or(Path::new(""))
     }
 
     /// File, start and end position of a span.

@@ -36,7 +36,11 @@ fn duplicates(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<(PolicyKind, &str, &str), Span> = HashMap::new();
     for p in &tree.policies {
         let meta = p.meta();
-        let key = (p.kind(), meta.namespace.value.as_str(), meta.name.value.as_str());
+        let key = (
+            p.kind(),
+            meta.namespace.value.as_str(),
+            meta.name.value.as_str(),
+        );
         match seen.get(&key) {
             Some(first) => {
                 let scope = if meta.namespace.value.is_empty() {
@@ -48,12 +52,16 @@ fn duplicates(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
                     Diagnostic::new(
                         Code::DuplicatePolicy,
                         meta.name.span,
-                        format!("{} `{}`{scope} is defined twice", p.kind().as_str(), meta.name.value),
-                        )
-                        .with_help(format!(
-                            "the first definition is at {}; rename one of them or merge their rules",
-                            line_of(sources, *first)
-                        )),
+                        format!(
+                            "{} `{}`{scope} is defined twice",
+                            p.kind().as_str(),
+                            meta.name.value
+                        ),
+                    )
+                    .with_help(format!(
+                        "the first definition is at {}; rename one of them or merge their rules",
+                        line_of(sources, *first)
+                    )),
                 );
             }
             None => {
@@ -89,19 +97,32 @@ fn endpoints(tree: &Tree) -> Vec<Endpoint<'_>> {
             cilium.insert(selector::NAMESPACE_LABEL.into(), ns.into());
             if let Some(labels) = ns_labels.get(ns) {
                 for (k, v) in labels.iter() {
-                    cilium.insert(format!("{}{k}", selector::NAMESPACE_LABELS_PREFIX), v.value.clone());
+                    cilium.insert(
+                        format!("{}{k}", selector::NAMESPACE_LABELS_PREFIX),
+                        v.value.clone(),
+                    );
                 }
             }
             cilium.insert(
-                format!("{}{}", selector::NAMESPACE_LABELS_PREFIX, selector::NAMESPACE_NAME_LABEL),
+                format!(
+                    "{}{}",
+                    selector::NAMESPACE_LABELS_PREFIX,
+                    selector::NAMESPACE_NAME_LABEL
+                ),
                 ns.into(),
             );
             cilium.insert(
                 selector::SERVICE_ACCOUNT_LABEL.into(),
-                w.service_account.clone().unwrap_or_else(|| "default".into()),
+                w.service_account
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
             );
             cilium.insert(selector::CLUSTER_LABEL.into(), "default".into());
-            Endpoint { namespace: ns, pod: &w.pod_labels, cilium }
+            Endpoint {
+                namespace: ns,
+                pod: &w.pod_labels,
+                cilium,
+            }
         })
         .collect()
 }
@@ -120,12 +141,19 @@ fn selects_nothing(tree: &Tree, diags: &mut Vec<Diagnostic>) {
                         })
                 });
                 if !any {
-                    diags.push(nothing_selected(np.pod_selector.span, "podSelector", &np.meta, policy.kind()));
+                    diags.push(nothing_selected(
+                        np.pod_selector.span,
+                        "podSelector",
+                        &np.meta,
+                        policy.kind(),
+                    ));
                 }
             }
             Policy::Cilium(cp) => {
                 for rule in &cp.rules {
-                    let Some(Subject::Endpoints(sel)) = &rule.subject else { continue };
+                    let Some(Subject::Endpoints(sel)) = &rule.subject else {
+                        continue;
+                    };
                     let ns = cp.meta.namespace.value.as_str();
                     let namespaced = cp.kind == PolicyKind::CiliumNetworkPolicy;
                     let any = eps.iter().any(|e| {
@@ -136,7 +164,12 @@ fn selects_nothing(tree: &Tree, diags: &mut Vec<Diagnostic>) {
                             })
                     });
                     if !any {
-                        diags.push(nothing_selected(sel.span, "endpointSelector", &cp.meta, policy.kind()));
+                        diags.push(nothing_selected(
+                            sel.span,
+                            "endpointSelector",
+                            &cp.meta,
+                            policy.kind(),
+                        ));
                     }
                 }
             }
@@ -153,9 +186,15 @@ fn nothing_selected(span: Span, field: &str, meta: &Meta, kind: PolicyKind) -> D
     Diagnostic::new(
         Code::SelectsNothing,
         span,
-        format!("`{field}` of {} `{}` selects no workload {scope}", kind.as_str(), meta.name.value),
+        format!(
+            "`{field}` of {} `{}` selects no workload {scope}",
+            kind.as_str(),
+            meta.name.value
+        ),
     )
-    .with_help("check the labels against the workloads' pod template labels, and the policy's namespace")
+    .with_help(
+        "check the labels against the workloads' pod template labels, and the policy's namespace",
+    )
 }
 
 fn is_all_addresses(net: &ipnet::IpNet) -> bool {
@@ -163,7 +202,11 @@ fn is_all_addresses(net: &ipnet::IpNet) -> bool {
 }
 
 fn all_ports(ports: &Option<Vec<PortSpec>>) -> bool {
-    ports.as_ref().is_none_or(|p| p.is_empty() || p.iter().any(|s| s.port.value == Port::Any && s.protocol.value == Protocol::Any))
+    ports.as_ref().is_none_or(|p| {
+        p.is_empty()
+            || p.iter()
+                .any(|s| s.port.value == Port::Any && s.protocol.value == Protocol::Any)
+    })
 }
 
 fn world_warning(span: Span, what: &str) -> Diagnostic {
@@ -180,7 +223,10 @@ fn np_egress_to_world(np: &NetworkPolicy, diags: &mut Vec<Diagnostic>) {
         for peer in rule.peers.iter().flatten() {
             if let Some(ip) = &peer.ip_block {
                 if is_all_addresses(&ip.cidr.value) && ip.except.is_empty() {
-                    diags.push(world_warning(ip.cidr.span, &format!("`{}` (the whole Internet)", ip.cidr.value)));
+                    diags.push(world_warning(
+                        ip.cidr.span,
+                        &format!("`{}` (the whole Internet)", ip.cidr.value),
+                    ));
                 }
             }
         }
@@ -188,25 +234,43 @@ fn np_egress_to_world(np: &NetworkPolicy, diags: &mut Vec<Diagnostic>) {
 }
 
 fn cilium_egress_to_world(rule: &CiliumRule, diags: &mut Vec<Diagnostic>) {
-    for r in rule.rules.iter().filter(|r| r.direction == Direction::Egress && !r.deny) {
+    for r in rule
+        .rules
+        .iter()
+        .filter(|r| r.direction == Direction::Egress && !r.deny)
+    {
         if r.icmps.is_some() {
             continue;
         }
         let ports_open = match &r.to_ports {
             None => true,
-            Some(rules) => rules.is_empty() || rules.iter().any(|pr| all_ports(&Some(pr.ports.clone())) && pr.http.is_none() && pr.dns.is_none()),
+            Some(rules) => {
+                rules.is_empty()
+                    || rules.iter().any(|pr| {
+                        all_ports(&Some(pr.ports.clone())) && pr.http.is_none() && pr.dns.is_none()
+                    })
+            }
         };
         if !ports_open {
             continue;
         }
         for e in r.entities.iter().flatten() {
-            if matches!(e.value, Entity::World | Entity::WorldIpv4 | Entity::WorldIpv6 | Entity::All) {
-                diags.push(world_warning(e.span, &format!("the `{}` entity", e.value.as_str())));
+            if matches!(
+                e.value,
+                Entity::World | Entity::WorldIpv4 | Entity::WorldIpv6 | Entity::All
+            ) {
+                diags.push(world_warning(
+                    e.span,
+                    &format!("the `{}` entity", e.value.as_str()),
+                ));
             }
         }
         for c in r.cidrs.iter().flatten() {
             if is_all_addresses(&c.cidr.value) && c.except.is_empty() {
-                diags.push(world_warning(c.cidr.span, &format!("`{}` (the whole Internet)", c.cidr.value)));
+                diags.push(world_warning(
+                    c.cidr.span,
+                    &format!("`{}` (the whole Internet)", c.cidr.value),
+                ));
             }
         }
     }
@@ -216,7 +280,8 @@ fn cilium_egress_to_world(rule: &CiliumRule, diags: &mut Vec<Diagnostic>) {
 
 /// A port range on one protocol, or a named port.
 fn port_covers(deny: &PortSpec, allow: &PortSpec) -> bool {
-    let proto_ok = deny.protocol.value == Protocol::Any || deny.protocol.value == allow.protocol.value;
+    let proto_ok =
+        deny.protocol.value == Protocol::Any || deny.protocol.value == allow.protocol.value;
     if !proto_ok {
         return false;
     }
@@ -234,20 +299,36 @@ fn port_covers(deny: &PortSpec, allow: &PortSpec) -> bool {
 }
 
 fn l4_covers(deny: &CiliumPeerRule, allow: &CiliumPeerRule) -> bool {
-    let deny_ports: Vec<&PortSpec> = deny.to_ports.iter().flatten().flat_map(|r| r.ports.iter()).collect();
+    let deny_ports: Vec<&PortSpec> = deny
+        .to_ports
+        .iter()
+        .flatten()
+        .flat_map(|r| r.ports.iter())
+        .collect();
     let deny_all = deny.icmps.is_none() && (deny.to_ports.is_none() || deny_ports.is_empty());
     if deny_all {
         return true;
     }
     if allow.icmps.is_some() {
         let denied: Vec<&IcmpField> = deny.icmps.iter().flatten().collect();
-        return allow.icmps.iter().flatten().all(|a| denied.iter().any(|d| d.family == a.family && d.icmp_type.value == a.icmp_type.value));
+        return allow.icmps.iter().flatten().all(|a| {
+            denied
+                .iter()
+                .any(|d| d.family == a.family && d.icmp_type.value == a.icmp_type.value)
+        });
     }
-    let allow_ports: Vec<&PortSpec> = allow.to_ports.iter().flatten().flat_map(|r| r.ports.iter()).collect();
+    let allow_ports: Vec<&PortSpec> = allow
+        .to_ports
+        .iter()
+        .flatten()
+        .flat_map(|r| r.ports.iter())
+        .collect();
     if allow_ports.is_empty() {
         return false;
     }
-    allow_ports.iter().all(|a| deny_ports.iter().any(|d| port_covers(d, a)))
+    allow_ports
+        .iter()
+        .all(|a| deny_ports.iter().any(|d| port_covers(d, a)))
 }
 
 fn l3_covers(deny: &CiliumPeerRule, allow: &CiliumPeerRule) -> bool {
@@ -259,17 +340,23 @@ fn l3_covers(deny: &CiliumPeerRule, allow: &CiliumPeerRule) -> bool {
         return false;
     }
     let endpoints_ok = allow.endpoints.iter().flatten().all(|a| {
-        deny.endpoints.iter().flatten().any(|d| d.is_empty() || d.match_labels == a.match_labels && d.match_expressions == a.match_expressions)
-            || deny_entities.contains(&Entity::Cluster)
+        deny.endpoints.iter().flatten().any(|d| {
+            d.is_empty()
+                || d.match_labels == a.match_labels && d.match_expressions == a.match_expressions
+        }) || deny_entities.contains(&Entity::Cluster)
     });
     let entities_ok = allow.entities.iter().flatten().all(|a| {
         deny_entities.contains(&a.value)
-            || (deny_entities.contains(&Entity::World) && matches!(a.value, Entity::WorldIpv4 | Entity::WorldIpv6))
+            || (deny_entities.contains(&Entity::World)
+                && matches!(a.value, Entity::WorldIpv4 | Entity::WorldIpv6))
     });
     let cidrs_ok = allow.cidrs.iter().flatten().all(|a| {
         deny.cidrs.iter().flatten().any(|d| {
             crate::formats::cidr_contains(&d.cidr.value, &a.cidr.value)
-                && d.except.iter().all(|e| !crate::formats::cidr_contains(&e.value, &a.cidr.value) && !crate::formats::cidr_contains(&a.cidr.value, &e.value))
+                && d.except.iter().all(|e| {
+                    !crate::formats::cidr_contains(&e.value, &a.cidr.value)
+                        && !crate::formats::cidr_contains(&a.cidr.value, &e.value)
+                })
         })
     });
     let fqdns_ok = allow.fqdns.is_none();
@@ -284,8 +371,14 @@ fn shadowed_by_deny(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic
         let Policy::Cilium(cp) = p else { continue };
         let scope = cp.meta.namespace.value.as_str();
         for rule in &cp.rules {
-            let Some(Subject::Endpoints(sel)) = &rule.subject else { continue };
-            match by_subject.iter_mut().find(|(s, x, _)| *s == scope && x.match_labels == sel.match_labels && x.match_expressions == sel.match_expressions) {
+            let Some(Subject::Endpoints(sel)) = &rule.subject else {
+                continue;
+            };
+            match by_subject.iter_mut().find(|(s, x, _)| {
+                *s == scope
+                    && x.match_labels == sel.match_labels
+                    && x.match_expressions == sel.match_expressions
+            }) {
                 Some((_, _, rules)) => rules.extend(rule.rules.iter()),
                 None => by_subject.push((scope, sel, rule.rules.iter().collect())),
             }
@@ -297,10 +390,12 @@ fn shadowed_by_deny(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic
             if empty {
                 continue;
             }
-            if let Some(deny) = rules
-                .iter()
-                .find(|d| d.deny && d.direction == allow.direction && l3_covers(d, allow) && l4_covers(d, allow))
-            {
+            if let Some(deny) = rules.iter().find(|d| {
+                d.deny
+                    && d.direction == allow.direction
+                    && l3_covers(d, allow)
+                    && l4_covers(d, allow)
+            }) {
                 diags.push(
                     Diagnostic::new(
                         Code::ShadowedByDeny,

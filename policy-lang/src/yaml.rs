@@ -18,7 +18,11 @@ pub enum Style {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    Scalar { text: String, style: Style, tag: Option<String> },
+    Scalar {
+        text: String,
+        style: Style,
+        tag: Option<String>,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -253,8 +257,17 @@ fn has_content(chunk: &str) -> bool {
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, start: usize, anchor: usize },
-    Map { entries: Vec<(Node, Node)>, pending_key: Option<Node>, start: usize, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        start: usize,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+        start: usize,
+        anchor: usize,
+    },
 }
 
 struct TreeBuilder<'a> {
@@ -295,13 +308,20 @@ impl<'a> TreeBuilder<'a> {
     fn byte(&self, char_index: usize) -> usize {
         let rel = match &self.char_bytes {
             None => char_index.min(self.chunk.len()),
-            Some(v) => v.get(char_index).copied().unwrap_or(self.chunk.len() as u32) as usize,
+            Some(v) => v
+                .get(char_index)
+                .copied()
+                .unwrap_or(self.chunk.len() as u32) as usize,
         };
         self.base + rel
     }
 
     fn span(&self, s: &saphyr_parser::Span) -> Span {
-        Span::new(self.file, self.byte(s.start.index()), self.byte(s.end.index()))
+        Span::new(
+            self.file,
+            self.byte(s.start.index()),
+            self.byte(s.end.index()),
+        )
     }
 
     fn run(&mut self) {
@@ -318,7 +338,9 @@ impl<'a> TreeBuilder<'a> {
                             Span::new(self.file, at, end),
                             format!("invalid YAML: {}", e.info()),
                         )
-                        .with_help("fix the syntax; the other documents of this file are still checked"),
+                        .with_help(
+                            "fix the syntax; the other documents of this file are still checked",
+                        ),
                     );
                     // The rest of this chunk cannot be trusted: drop its unfinished document.
                     self.roots.retain(|r| r.is_some());
@@ -355,7 +377,11 @@ impl<'a> TreeBuilder<'a> {
                     t.replace("!!", "tag:yaml.org,2002:")
                 });
                 let node = Node {
-                    value: Value::Scalar { text: text.into_owned(), style, tag },
+                    value: Value::Scalar {
+                        text: text.into_owned(),
+                        style,
+                        tag,
+                    },
                     span: sp,
                 };
                 return self.push_node(node, anchor);
@@ -376,11 +402,20 @@ impl<'a> TreeBuilder<'a> {
                     return true;
                 };
                 let (value, start, anchor, last_end) = match frame {
-                    Frame::Seq { items, start, anchor } => {
+                    Frame::Seq {
+                        items,
+                        start,
+                        anchor,
+                    } => {
                         let last = items.last().map(|n| n.span.end as usize);
                         (Value::Seq(items), start, anchor, last)
                     }
-                    Frame::Map { entries, start, anchor, .. } => {
+                    Frame::Map {
+                        entries,
+                        start,
+                        anchor,
+                        ..
+                    } => {
                         self.check_duplicate_keys(&entries);
                         let last = entries.last().map(|(_, v)| v.span.end as usize);
                         (Value::Map(entries), start, anchor, last)
@@ -388,13 +423,21 @@ impl<'a> TreeBuilder<'a> {
                 };
                 // Flow collections end at their closing bracket; block ones at their last child.
                 let flow_end = self.chunk_byte_is_closing(sp.start as usize);
-                let end = if flow_end { sp.end as usize } else { last_end.unwrap_or(sp.start as usize) };
-                let node = Node { value, span: Span::new(self.file, start, end.max(start)) };
+                let end = if flow_end {
+                    sp.end as usize
+                } else {
+                    last_end.unwrap_or(sp.start as usize)
+                };
+                let node = Node {
+                    value,
+                    span: Span::new(self.file, start, end.max(start)),
+                };
                 return self.push_node(node, anchor);
             }
             Event::Alias(id) => {
                 let Some(node) = self.anchors.get(&id).cloned() else {
-                    self.diagnostics.push(Diagnostic::new(Code::YamlSyntax, sp, "unknown alias"));
+                    self.diagnostics
+                        .push(Diagnostic::new(Code::YamlSyntax, sp, "unknown alias"));
                     return false;
                 };
                 let size = count_nodes(&node);
@@ -415,8 +458,7 @@ impl<'a> TreeBuilder<'a> {
     }
 
     fn chunk_byte_is_closing(&self, at: usize) -> bool {
-        at >= self.base
-            && matches!(self.chunk.as_bytes().get(at - self.base), Some(b']' | b'}'))
+        at >= self.base && matches!(self.chunk.as_bytes().get(at - self.base), Some(b']' | b'}'))
     }
 
     fn push_node(&mut self, node: Node, anchor: usize) -> bool {
@@ -426,7 +468,11 @@ impl<'a> TreeBuilder<'a> {
         match self.stack.last_mut() {
             None => self.current_root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => entries.push((key, node)),
             },
@@ -440,12 +486,18 @@ impl<'a> TreeBuilder<'a> {
         }
         let mut seen: std::collections::HashMap<&str, Span> = Default::default();
         for (k, _) in entries {
-            let Some(text) = k.scalar_text() else { continue };
+            let Some(text) = k.scalar_text() else {
+                continue;
+            };
             if let Some(first) = seen.get(text) {
                 let _ = first;
                 self.diagnostics.push(
-                    Diagnostic::new(Code::DuplicateKey, k.span, format!("duplicate key `{text}`"))
-                        .with_help("remove one of them; only one value can be kept"),
+                    Diagnostic::new(
+                        Code::DuplicateKey,
+                        k.span,
+                        format!("duplicate key `{text}`"),
+                    )
+                    .with_help("remove one of them; only one value can be kept"),
                 );
             } else {
                 seen.insert(text, k.span);
@@ -458,7 +510,10 @@ fn count_nodes(node: &Node) -> usize {
     1 + match &node.value {
         Value::Scalar { .. } => 0,
         Value::Seq(items) => items.iter().map(count_nodes).sum(),
-        Value::Map(entries) => entries.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| count_nodes(k) + count_nodes(v))
+            .sum(),
     }
 }
 
@@ -491,7 +546,10 @@ mod tests {
         assert_eq!(p.diagnostics.len(), 1);
         assert_eq!(p.diagnostics[0].code, Code::YamlSyntax);
         let at = p.diagnostics[0].span().expect("span").start as usize;
-        assert!(at >= 9 && at < 20, "error inside the second document, at {at}");
+        assert!(
+            (9..20).contains(&at),
+            "error inside the second document, at {at}"
+        );
         assert!(p.documents[1].root.as_ref().expect("c").get("c").is_some());
     }
 
@@ -499,11 +557,23 @@ mod tests {
     fn scalars_resolve_like_yaml_1_2() {
         let p = parse("a: 80\nb: \"80\"\nc: true\nd: ~\ne: 1.5\nf: x\n");
         let r = p.documents[0].root.as_ref().expect("root");
-        assert_eq!(r.get("a").and_then(|n| n.resolve()), Some(Resolved::Int(80)));
-        assert_eq!(r.get("b").and_then(|n| n.resolve()), Some(Resolved::Str("80")));
-        assert_eq!(r.get("c").and_then(|n| n.resolve()), Some(Resolved::Bool(true)));
+        assert_eq!(
+            r.get("a").and_then(|n| n.resolve()),
+            Some(Resolved::Int(80))
+        );
+        assert_eq!(
+            r.get("b").and_then(|n| n.resolve()),
+            Some(Resolved::Str("80"))
+        );
+        assert_eq!(
+            r.get("c").and_then(|n| n.resolve()),
+            Some(Resolved::Bool(true))
+        );
         assert!(r.get("d").expect("d").is_null());
-        assert_eq!(r.get("e").and_then(|n| n.resolve()), Some(Resolved::Float(1.5)));
+        assert_eq!(
+            r.get("e").and_then(|n| n.resolve()),
+            Some(Resolved::Float(1.5))
+        );
         assert_eq!(r.get("f").and_then(|n| n.as_str()), Some("x"));
     }
 
@@ -531,6 +601,13 @@ mod tests {
     fn json_parses() {
         let p = parse("{\"kind\": \"Pod\", \"spec\": {\"a\": [1, 2]}}");
         assert_eq!(p.documents.len(), 1);
-        assert_eq!(p.documents[0].root.as_ref().and_then(|r| r.get("kind")).and_then(|n| n.as_str()), Some("Pod"));
+        assert_eq!(
+            p.documents[0]
+                .root
+                .as_ref()
+                .and_then(|r| r.get("kind"))
+                .and_then(|n| n.as_str()),
+            Some("Pod")
+        );
     }
 }

@@ -9,7 +9,11 @@ fn corpus() -> PathBuf {
 #[test]
 fn netpol_analyzer_corpus_has_no_errors() {
     let root = corpus();
-    assert!(root.is_dir(), "conformance corpus missing at {}", root.display());
+    assert!(
+        root.is_dir(),
+        "conformance corpus missing at {}",
+        root.display()
+    );
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("read corpus")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -27,7 +31,10 @@ fn netpol_analyzer_corpus_has_no_errors() {
             .filter(|d| d.severity == policy_lang::Severity::Error)
             .map(|d| {
                 let l = policy_lang::LocatedDiagnostic::new(d, &checked.sources);
-                format!("{}:{}:{}: {} {}", l.file, l.line, l.column, l.code, l.message)
+                format!(
+                    "{}:{}:{}: {} {}",
+                    l.file, l.line, l.column, l.code, l.message
+                )
             })
             .collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", dir.display());
@@ -35,5 +42,8 @@ fn netpol_analyzer_corpus_has_no_errors() {
         workloads += checked.summary.workloads;
     }
     assert!(policies > 20, "the corpus declares policies ({policies})");
-    assert!(workloads > 20, "the corpus declares workloads ({workloads})");
+    assert!(
+        workloads > 20,
+        "the corpus declares workloads ({workloads})"
+    );
 }
