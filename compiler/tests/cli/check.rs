@@ -118,18 +118,16 @@ fn every_code_has_exactly_one_fixture() {
             );
         }
     }
+    let known = |code: &str| Code::ALL.iter().find(|c| c.as_str() == code).copied();
     for name in &names {
         let code = name.split('-').next().unwrap_or_default();
         assert!(
-            Code::from_str(code).is_some_and(|c| c != Code::Io),
+            known(code).is_some_and(|c| c != Code::Io),
             "{name}: fixtures are named `<CODE>-<name>.yaml` after a code other than PL001"
         );
     }
     for code in PENDING {
-        assert!(
-            Code::from_str(code).is_some(),
-            "PENDING lists unknown code {code}"
-        );
+        assert!(known(code).is_some(), "PENDING lists unknown code {code}");
     }
 }
 

@@ -81,8 +81,7 @@ struct ResultLocation {
 #[serde(rename_all = "camelCase")]
 struct PhysicalLocation {
     artifact_location: ArtifactLocation,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    region: Option<Region>,
+    region: Region,
 }
 
 #[derive(Serialize)]
@@ -94,9 +93,12 @@ struct ArtifactLocation {
 #[serde(rename_all = "camelCase")]
 struct Region {
     start_line: u32,
-    start_column: u32,
-    end_line: u32,
-    end_column: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_column: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_column: Option<u32>,
 }
 
 pub fn write(out: &mut dyn Write, checked: &Checked) -> io::Result<()> {
@@ -171,15 +173,24 @@ fn result(d: &Diagnostic, checked: &Checked) -> ResultObject {
     let (path, region) = match &d.location {
         Location::Span(span) => (
             checked.sources.path(span.file),
-            Some(Region {
+            Region {
                 start_line: located.line,
-                start_column: located.column,
-                end_line: located.end_line,
-                end_column: located.end_column,
-            }),
+                start_column: Some(located.column),
+                end_line: Some(located.end_line),
+                end_column: Some(located.end_column),
+            },
         ),
-        // I/O findings are about a whole path: no region.
-        Location::Path(path) => (path.as_path(), None),
+        // I/O findings are about a whole path. Code scanning wants a region on every result
+        // (at least `startLine`), so they point at the first line.
+        Location::Path(path) => (
+            path.as_path(),
+            Region {
+                start_line: 1,
+                start_column: None,
+                end_line: None,
+                end_column: None,
+            },
+        ),
     };
     ResultObject {
         rule_id: d.code.as_str(),
@@ -328,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn io_findings_have_a_location_without_region() {
+    fn io_findings_point_at_the_first_line_of_the_path() {
         let c = policy_lang::check(&["missing dir".into()]);
         let mut buf = Vec::new();
         write(&mut buf, &c).expect("write to a Vec");
@@ -339,7 +350,10 @@ mod tests {
             str_at(&v, &format!("{location}/artifactLocation/uri")),
             "missing%20dir"
         );
-        assert!(v.pointer(&format!("{location}/region")).is_none());
+        assert_eq!(
+            v.pointer(&format!("{location}/region")),
+            Some(&serde_json::json!({"startLine": 1}))
+        );
     }
 
     #[test]
