@@ -1,0 +1,4 @@
+//! Integration tests: run the built `policyc` on the fixtures under `testdata/` and snapshot it.
+
+mod check;
+mod util;
