@@ -716,6 +716,23 @@ pub fn http_method(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty (omit the field to allow every method)".into());
     }
+    // Methods are tokens: whitespace, or a comma outside a `{m,n}` repetition, can never match.
+    let mut depth = 0i32;
+    for c in s.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth <= 0 => {
+                return Err("a method never contains `,`; separate alternatives with `|`".into())
+            }
+            c if c.is_whitespace() => {
+                return Err(
+                    "a method never contains whitespace; separate alternatives with `|`".into(),
+                )
+            }
+            _ => {}
+        }
+    }
     compile_regex(s)
 }
 

@@ -9,10 +9,23 @@ use std::collections::{BTreeMap, HashMap};
 
 pub fn validate(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
     duplicates(tree, sources, diags);
+    // A policy that already has an error gets no semantic warnings: they would only repeat
+    // the same mistake in other words.
+    let errors: Vec<Span> = diags
+        .iter()
+        .filter(|d| d.severity == crate::Severity::Error)
+        .filter_map(|d| d.span())
+        .collect();
+    let clean = |meta: &Meta| {
+        !errors.iter().any(|e| {
+            e.file == meta.span.file && e.start >= meta.span.start && e.end <= meta.span.end
+        })
+    };
+    let sound: Vec<&Policy> = tree.policies.iter().filter(|p| clean(p.meta())).collect();
     if !tree.workloads.is_empty() {
-        selects_nothing(tree, diags);
+        selects_nothing(&sound, tree, diags);
     }
-    for policy in &tree.policies {
+    for policy in &sound {
         match policy {
             Policy::Kubernetes(np) => np_egress_to_world(np, diags),
             Policy::Cilium(cp) => {
@@ -22,7 +35,7 @@ pub fn validate(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
             }
         }
     }
-    shadowed_by_deny(tree, sources, diags);
+    shadowed_by_deny(&sound, sources, diags);
 }
 
 fn line_of(sources: &SourceMap, span: Span) -> String {
@@ -127,9 +140,9 @@ fn endpoints(tree: &Tree) -> Vec<Endpoint<'_>> {
         .collect()
 }
 
-fn selects_nothing(tree: &Tree, diags: &mut Vec<Diagnostic>) {
+fn selects_nothing(policies: &[&Policy], tree: &Tree, diags: &mut Vec<Diagnostic>) {
     let eps = endpoints(tree);
-    for policy in &tree.policies {
+    for policy in policies {
         match policy {
             Policy::Kubernetes(np) => {
                 let ns = np.meta.namespace.value.as_str();
@@ -364,10 +377,10 @@ fn l3_covers(deny: &CiliumPeerRule, allow: &CiliumPeerRule) -> bool {
     endpoints_ok && entities_ok && cidrs_ok && fqdns_ok && services_ok
 }
 
-fn shadowed_by_deny(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
+fn shadowed_by_deny(policies: &[&Policy], sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
     // Rules with the same subject in the same scope apply to the same endpoints.
     let mut by_subject: Vec<(&str, &Selector, Vec<&CiliumPeerRule>)> = Vec::new();
-    for p in &tree.policies {
+    for p in policies {
         let Policy::Cilium(cp) = p else { continue };
         let scope = cp.meta.namespace.value.as_str();
         for rule in &cp.rules {

@@ -10,11 +10,7 @@ use std::process::Stdio;
 /// Codes whose validators have not landed in policy-lang yet: their fixtures may still produce
 /// no finding at all. Remove a code from here when its validator lands (and re-accept the
 /// fixture's snapshots); from then on its fixture must produce exactly the expected finding.
-const PENDING: &[&str] = &[
-    "PL101", "PL102", "PL103", "PL104", "PL110", "PL111", "PL112", "PL201", "PL202", "PL203",
-    "PL204", "PL301", "PL302", "PL303", "PL401", "PL402", "PL403", "PL404", "PL405", "PL501",
-    "PL502", "PL503", "PL504", "PL505", "PL506", "PL507", "PL508", "PL601", "PL602", "PL603",
-];
+const PENDING: &[&str] = &[];
 
 const FIXTURES: &str = "testdata/diagnostics";
 const MIXED: &str = "testdata/diagnostics/mixed/storefront.yaml";

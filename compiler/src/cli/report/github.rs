@@ -130,7 +130,7 @@ mod tests {
         );
         assert_eq!(
             lines.next(),
-            Some("checked 1 file, 1 document: 0 policies, 0 workloads; 1 error, 0 warnings")
+            Some("checked 1 file, 1 document: 0 policies, 1 workload; 1 error, 0 warnings")
         );
     }
 

@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn log_has_the_required_top_level_properties() {
-        let v = sarif(vec![("a.yaml", "apiVersion: v1\nkind: Pod\n")]);
+        let v = sarif(vec![(
+            "a.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n",
+        )]);
         assert_eq!(str_at(&v, "/version"), "2.1.0");
         assert!(str_at(&v, "/$schema").contains("sarif-2.1.0"));
         assert_eq!(
