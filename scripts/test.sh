@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds everything and runs the whole test suite; exits non-zero on the first failure.
+# Builds everything and runs the whole test suite; exits non-zero when anything fails.
 #
 # Under CI (CI=true) insta refuses to write snapshots, so a changed output fails the run instead
 # of being accepted silently.
