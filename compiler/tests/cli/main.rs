@@ -1,4 +1,5 @@
 //! Integration tests: run the built `policyc` on the fixtures under `testdata/` and snapshot it.
 
 mod check;
+mod examples;
 mod util;
