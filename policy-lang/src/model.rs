@@ -392,3 +392,71 @@ pub struct Tree {
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
 }
+
+impl FqdnMatch {
+    /// Whether a DNS name (any case, optional trailing dot) is selected. `*` stands for zero or
+    /// more DNS characters within one label; a leading `**.` for one or more whole labels; a
+    /// pattern of stars alone for every name.
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match self {
+            FqdnMatch::Name(n) => n.trim_end_matches('.') == name,
+            FqdnMatch::Pattern(p) => {
+                let p = p.trim_end_matches('.');
+                if p.chars().all(|c| c == '*' || c == '.') {
+                    return true;
+                }
+                if let Some(rest) = p.strip_prefix("**.") {
+                    // One or more labels, then the rest.
+                    return name
+                        .char_indices()
+                        .filter(|(_, c)| *c == '.')
+                        .any(|(i, _)| {
+                            i > 0 && glob_label_match(rest.as_bytes(), &name.as_bytes()[i + 1..])
+                        });
+                }
+                glob_label_match(p.as_bytes(), name.as_bytes())
+            }
+        }
+    }
+}
+
+/// `*` matches zero or more bytes other than `.`.
+fn glob_label_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => {
+            let mut i = 0;
+            loop {
+                if glob_label_match(rest, &text[i..]) {
+                    return true;
+                }
+                match text.get(i) {
+                    Some(b'.') | None => return false,
+                    Some(_) => i += 1,
+                }
+            }
+        }
+        Some((c, rest)) => text.first() == Some(c) && glob_label_match(rest, &text[1..]),
+    }
+}
+
+#[cfg(test)]
+mod fqdn_tests {
+    use super::FqdnMatch;
+
+    #[test]
+    fn patterns_match_within_labels() {
+        let p = |s: &str| FqdnMatch::Pattern(s.into());
+        assert!(p("*.example.com").matches("api.example.com"));
+        assert!(p("*.example.com").matches("API.Example.com."));
+        assert!(!p("*.example.com").matches("a.b.example.com"));
+        assert!(!p("*.example.com").matches("example.com"));
+        assert!(p("**.example.com").matches("a.b.example.com"));
+        assert!(!p("**.example.com").matches("example.com"));
+        assert!(p("api-*.example.com").matches("api-v2.example.com"));
+        assert!(p("*").matches("anything.at.all"));
+        assert!(FqdnMatch::Name("example.com".into()).matches("example.com."));
+        assert!(!FqdnMatch::Name("example.com".into()).matches("www.example.com"));
+    }
+}
