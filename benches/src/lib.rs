@@ -1,0 +1,8 @@
+//! Synthetic policy trees and same-run baselines for benchmarking `policyc`.
+//!
+//! Nothing here is published or run by `cargo test` of the product crates: the binaries
+//! `gen-tree` and `check-bench` are run by hand (see README.md).
+
+pub mod emit;
+pub mod gen;
+pub mod measure;
