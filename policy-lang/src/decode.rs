@@ -20,11 +20,11 @@ pub struct Cx<'d> {
 #[derive(Clone, Copy)]
 pub struct At<'n> {
     pub key: Span,
-    pub node: &'n Node,
+    pub node: &'n Node<'n>,
 }
 
 impl<'n> At<'n> {
-    pub fn item(node: &'n Node) -> At<'n> {
+    pub fn item(node: &'n Node<'n>) -> At<'n> {
         At {
             key: head(node),
             node,
@@ -93,7 +93,7 @@ impl<'d> Cx<'d> {
     }
 
     /// A list, or `None` (reported) when the node is something else. Null reads as absent.
-    pub fn list<'n>(&mut self, node: &'n Node, field: &str) -> Option<&'n [Node]> {
+    pub fn list<'n>(&mut self, node: &'n Node<'n>, field: &str) -> Option<&'n [Node<'n>]> {
         if node.is_null() {
             return None;
         }
@@ -139,7 +139,7 @@ impl<'d> Cx<'d> {
     /// Each item of a list decoded with `f`; broken items are dropped (already reported).
     pub fn each<'n, T>(
         &mut self,
-        node: &'n Node,
+        node: &'n Node<'n>,
         field: &str,
         mut f: impl FnMut(&mut Self, At<'n>) -> Option<T>,
     ) -> Option<Vec<T>> {
@@ -222,7 +222,7 @@ impl<'d> Cx<'d> {
 /// The fields of one map, tracking which ones a decoder read.
 pub struct Fields<'n> {
     pub at: At<'n>,
-    entries: &'n [(Node, Node)],
+    entries: &'n [(Node<'n>, Node<'n>)],
     used: Vec<bool>,
     known: Vec<&'static str>,
 }

@@ -10,8 +10,12 @@ pub mod source;
 
 pub use diagnostic::{Code, Diagnostic, LocatedDiagnostic, Location, Severity};
 pub use source::{FileId, LineCol, SourceFile, SourceMap, Span, Spanned};
+pub mod decode;
+pub mod kinds;
 pub mod load;
 pub mod model;
+pub mod selector;
+pub mod validate;
 pub mod yaml;
 
 use std::path::PathBuf;
@@ -73,69 +77,36 @@ pub fn check(paths: &[PathBuf]) -> Checked {
 
 /// Types and validates files already in memory (path, text); used by tests and fuzzing.
 pub fn check_sources(files: Vec<(PathBuf, String)>) -> Checked {
-    let mut loaded = load::Loaded::default();
-    for (path, text) in files {
-        load::add_text(&mut loaded, path, text);
-    }
-    finish(loaded)
+    finish(load::load_sources(files))
 }
 
 fn finish(loaded: load::Loaded) -> Checked {
-    let mut checked = Checked {
-        summary: Summary {
-            files: loaded.sources.len(),
-            documents: loaded.documents,
-            ..Default::default()
-        },
-        diagnostics: loaded.diagnostics,
-        ..Default::default()
-    };
-    let mut cx = decode::Cx {
-        diags: &mut checked.diagnostics,
-    };
-    let mut tree = model::Tree::default();
-    for raw in &loaded.objects {
-        match kinds::decode(&mut cx, raw) {
-            kinds::Decoded::Policy(p) => tree.policies.push(p),
-            kinds::Decoded::Namespace(n) => tree.namespaces.push(n),
-            kinds::Decoded::Workload(w) => tree.workloads.push(w),
-            kinds::Decoded::Service(s) => tree.services.push(s),
-            kinds::Decoded::EndpointSlice(e) => tree.endpoint_slices.push(e),
-            kinds::Decoded::Skipped => checked.skipped.push(SkippedObject {
-                api_version: raw.api_version.clone(),
-                kind: raw.kind.clone(),
-                name: raw
-                    .node
-                    .get("metadata")
-                    .and_then(|m| m.get("name"))
-                    .and_then(|n| n.as_str())
-                    .map(str::to_owned),
-                span: decode::head(&raw.node),
-            }),
-            kinds::Decoded::Broken => {}
+    let load::Loaded {
+        sources,
+        tree,
+        mut diagnostics,
+        skipped,
+        documents,
+        policies,
+    } = loaded;
+    let mut sources = sources;
+    validate::validate(&tree, &mut sources, &mut diagnostics);
+    for d in &diagnostics {
+        if let Some(span) = d.span() {
+            sources.load_text(span.file);
         }
     }
-    checked.summary.policies = loaded
-        .objects
-        .iter()
-        .filter(|o| {
-            matches!(
-                o.kind.as_str(),
-                "NetworkPolicy" | "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy"
-            )
-        })
-        .count();
-    checked.summary.workloads = tree.workloads.len();
-    validate::validate(&tree, &loaded.sources, &mut checked.diagnostics);
-    checked.tree = tree;
-    checked.sources = loaded.sources;
-    let sources = &checked.sources;
-    checked
-        .diagnostics
-        .sort_by_cached_key(|d| d.sort_key(sources));
-    checked
+    diagnostics.sort_by_cached_key(|d| d.sort_key(&sources));
+    Checked {
+        summary: Summary {
+            files: sources.len(),
+            documents,
+            policies,
+            workloads: tree.workloads.len(),
+        },
+        sources,
+        tree,
+        diagnostics,
+        skipped,
+    }
 }
-pub mod decode;
-pub mod kinds;
-pub mod selector;
-pub mod validate;

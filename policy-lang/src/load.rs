@@ -1,27 +1,44 @@
 //! Walks the paths a user gives, reads every YAML or JSON file, and splits them into objects.
 
+use crate::decode::Cx;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::kinds::{self, Decoded};
+use crate::model::Tree;
 use crate::source::{FileId, SourceMap, Span};
 use crate::yaml::{self, Node};
+use crate::SkippedObject;
 use std::path::{Path, PathBuf};
 
 /// A Kubernetes object found in a document, before typing.
 #[derive(Debug)]
-pub struct RawObject {
+pub struct RawObject<'a> {
     pub api_version: String,
     pub kind: String,
-    pub node: Node,
+    pub node: Node<'a>,
     /// Items of a `List` carry no kind of their own when the list is typed (`PodList`).
     pub kind_implied: bool,
 }
 
-/// What loading found: the sources, the raw objects and the findings so far.
+/// What loading found: the sources, the typed objects and the findings.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub sources: SourceMap,
-    pub objects: Vec<RawObject>,
+    pub tree: Tree,
     pub diagnostics: Vec<Diagnostic>,
+    pub skipped: Vec<SkippedObject>,
     pub documents: usize,
+    /// Policy objects seen, including those too broken to type.
+    pub policies: usize,
+}
+
+/// One file's share of the result, before files are merged in order.
+#[derive(Default)]
+struct FileOutcome {
+    tree: Tree,
+    diagnostics: Vec<Diagnostic>,
+    skipped: Vec<SkippedObject>,
+    documents: usize,
+    policies: usize,
 }
 
 fn is_policy_file(path: &Path) -> bool {
@@ -94,62 +111,189 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Reads and parses every file below `paths`.
+/// Reads, parses and types every file below `paths`, on every core: the YAML tree of a file
+/// lives only while its objects are typed, so memory holds text and typed objects, never trees.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
-    let mut loaded = Loaded::default();
-    let files = collect_files(paths, &mut loaded.diagnostics);
-    for path in files {
-        match std::fs::read(&path) {
-            Err(e) => loaded.diagnostics.push(Diagnostic::at_path(
+    let mut diagnostics = Vec::new();
+    let files = collect_files(paths, &mut diagnostics);
+    let read = |path: &PathBuf| -> Result<(String, Option<usize>), Diagnostic> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Diagnostic::at_path(
                 Code::Io,
                 path.clone(),
                 format!("cannot read `{}`: {}", path.display(), io_reason(&e)),
-            )),
-            Ok(bytes) => {
-                let text = match String::from_utf8(bytes) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        let at = e.utf8_error().valid_up_to();
-                        let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                        let id = loaded.sources.add(path.clone(), text);
-                        loaded.diagnostics.push(
-                            Diagnostic::new(
-                                Code::YamlSyntax,
-                                Span::new(id, at, at + 1),
-                                "the file is not valid UTF-8",
-                            )
-                            .with_help("save the file as UTF-8"),
-                        );
-                        continue;
-                    }
-                };
-                add_text(&mut loaded, path, text);
+            )
+        })?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => (text, None),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(at))
             }
+        })
+    };
+    let results = parallel_map(&files, |id, path| match read(path) {
+        Ok((text, bad_utf8)) => {
+            let id = FileId(id as u32);
+            let mut outcome = process_text(id, &text);
+            if let Some(at) = bad_utf8 {
+                // The first invalid byte became U+FFFD (3 bytes) at `at`.
+                outcome.diagnostics.push(
+                    Diagnostic::new(
+                        Code::YamlSyntax,
+                        Span::new(id, at, at + char_len(&text, at)),
+                        "the file is not valid UTF-8",
+                    )
+                    .with_help("save the file as UTF-8; invalid bytes were read as U+FFFD"),
+                );
+            }
+            // The text of a file without findings is not kept: `finish` reads it again if a
+            // later check reports on it.
+            let text = (!outcome.diagnostics.is_empty()).then_some(text);
+            (text, outcome)
         }
+        Err(d) => (
+            None,
+            FileOutcome {
+                diagnostics: vec![d],
+                ..Default::default()
+            },
+        ),
+    });
+    let mut loaded = Loaded {
+        diagnostics,
+        ..Default::default()
+    };
+    for (path, (text, outcome)) in files.into_iter().zip(results) {
+        // Every file gets its id, read or not, so ids match positions.
+        match text {
+            Some(text) => loaded.sources.add(path, text),
+            None => loaded.sources.add_unloaded(path),
+        };
+        merge(&mut loaded, outcome);
     }
     loaded
 }
 
-/// Parses one file's text (already read) into the result.
-pub fn add_text(loaded: &mut Loaded, path: PathBuf, text: String) -> FileId {
-    let id = loaded.sources.add(path, text);
-    let Some(file) = loaded.sources.get(id) else {
-        return id;
-    };
-    let parsed = yaml::parse_file(id, &file.text);
-    loaded.documents += parsed.document_count;
-    loaded.diagnostics.extend(parsed.diagnostics);
+/// Types files already in memory.
+pub fn load_sources(files: Vec<(PathBuf, String)>) -> Loaded {
+    let mut loaded = Loaded::default();
+    for (id, (path, text)) in files.into_iter().enumerate() {
+        let outcome = process_text(FileId(id as u32), &text);
+        loaded.sources.add(path, text);
+        merge(&mut loaded, outcome);
+    }
+    loaded
+}
+
+fn merge(loaded: &mut Loaded, outcome: FileOutcome) {
+    let FileOutcome {
+        tree,
+        mut diagnostics,
+        mut skipped,
+        documents,
+        policies,
+    } = outcome;
+    loaded.tree.policies.extend(tree.policies);
+    loaded.tree.namespaces.extend(tree.namespaces);
+    loaded.tree.workloads.extend(tree.workloads);
+    loaded.tree.services.extend(tree.services);
+    loaded.tree.endpoint_slices.extend(tree.endpoint_slices);
+    loaded.diagnostics.append(&mut diagnostics);
+    loaded.skipped.append(&mut skipped);
+    loaded.documents += documents;
+    loaded.policies += policies;
+}
+
+/// Runs `f` over `items` on every core, keeping the results in order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len())
+        .max(1);
+    if workers == 1 {
+        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(i, item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for h in handles {
+            // A worker only panics on a bug; its files then stay unread rather than abort all.
+            if let Ok(done) = h.join() {
+                for (i, r) in done {
+                    if let Some(slot) = slots.get_mut(i) {
+                        *slot = Some(r);
+                    }
+                }
+            }
+        }
+    });
+    slots.into_iter().flatten().collect()
+}
+
+/// Parses one file's text and types its objects.
+fn process_text(id: FileId, text: &str) -> FileOutcome {
+    let mut out = FileOutcome::default();
+    let parsed = yaml::parse_file(id, text);
+    out.documents = parsed.document_count;
+    out.diagnostics = parsed.diagnostics;
+    let mut objects = Vec::new();
     for doc in parsed.documents {
         let Some(root) = doc.root else { continue };
-        split_objects(root, &mut loaded.objects, &mut loaded.diagnostics, doc.span);
+        split_objects(text, root, &mut objects, &mut out.diagnostics, doc.span);
     }
-    id
+    let mut cx = Cx {
+        diags: &mut out.diagnostics,
+    };
+    for raw in &objects {
+        if matches!(
+            raw.kind.as_str(),
+            "NetworkPolicy" | "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy"
+        ) {
+            out.policies += 1;
+        }
+        match kinds::decode(&mut cx, raw) {
+            Decoded::Policy(p) => out.tree.policies.push(p),
+            Decoded::Namespace(n) => out.tree.namespaces.push(n),
+            Decoded::Workload(w) => out.tree.workloads.push(w),
+            Decoded::Service(s) => out.tree.services.push(s),
+            Decoded::EndpointSlice(e) => out.tree.endpoint_slices.push(e),
+            Decoded::Skipped => out.skipped.push(SkippedObject {
+                api_version: raw.api_version.clone(),
+                kind: raw.kind.clone(),
+                name: raw
+                    .node
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    .map(str::to_owned),
+                span: crate::decode::head(&raw.node),
+            }),
+            Decoded::Broken => {}
+        }
+    }
+    out
 }
 
 /// Turns a document's root into objects, unpacking `List` and `<Kind>List`.
-fn split_objects(
-    root: Node,
-    out: &mut Vec<RawObject>,
+fn split_objects<'a>(
+    text: &str,
+    root: Node<'a>,
+    out: &mut Vec<RawObject<'a>>,
     diags: &mut Vec<Diagnostic>,
     doc_span: Span,
 ) {
@@ -164,11 +308,7 @@ fn split_objects(
         } else {
             doc_span
         };
-        let at = Span::new(
-            at.file,
-            at.start as usize,
-            (at.start as usize + first_line_len(&root)).max(at.start as usize),
-        );
+        let at = first_line(text, at);
         diags.push(
             Diagnostic::new(
                 Code::NotAnObject,
@@ -225,7 +365,27 @@ fn split_objects(
     });
 }
 
-fn first_line_len(node: &Node) -> usize {
-    let _ = node;
-    1
+/// The byte length of the character at `at` (0 at the end of the text).
+pub fn char_len(text: &str, at: usize) -> usize {
+    text.get(at..)
+        .and_then(|t| t.chars().next())
+        .map(char::len_utf8)
+        .unwrap_or(0)
+}
+
+/// The first non-blank line of a span, for underlining a whole document by its start.
+fn first_line(text: &str, span: Span) -> Span {
+    let body = text
+        .get(span.start as usize..span.end as usize)
+        .unwrap_or("");
+    let mut offset = span.start as usize;
+    for line in body.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') && trimmed != "---" {
+            let lead = line.len() - line.trim_start().len();
+            return Span::new(span.file, offset + lead, offset + lead + trimmed.len());
+        }
+        offset += line.len();
+    }
+    Span::new(span.file, span.start as usize, span.start as usize)
 }

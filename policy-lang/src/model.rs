@@ -19,8 +19,44 @@ pub struct Meta {
     pub kind_span: Span,
 }
 
-/// Labels in key order, each with the span of its key.
-pub type Labels = BTreeMap<String, Str>;
+/// Labels in key order, each value with its span. A sorted vector: workloads have a handful
+/// of labels, and tens of thousands of workloads would pay a B-tree node each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(Vec<(String, Str)>);
+
+impl Labels {
+    pub fn get(&self, key: &str) -> Option<&Str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Str)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, Str)> for Labels {
+    /// Later duplicates win, as in a map.
+    fn from_iter<I: IntoIterator<Item = (String, Str)>>(iter: I) -> Self {
+        let mut v: Vec<(String, Str)> = iter.into_iter().collect();
+        v.reverse();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        v.shrink_to_fit();
+        Labels(v)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnerReference {

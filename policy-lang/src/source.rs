@@ -98,6 +98,8 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
     line_starts: Vec<u32>,
+    /// The text was not kept (no finding needed it); [`SourceMap::load_text`] reads it again.
+    pub unloaded: bool,
 }
 
 impl SourceFile {
@@ -113,6 +115,7 @@ impl SourceFile {
             path,
             text,
             line_starts,
+            unloaded: false,
         }
     }
 
@@ -157,6 +160,30 @@ impl SourceMap {
     pub fn add(&mut self, path: PathBuf, text: String) -> FileId {
         self.files.push(SourceFile::new(path, text));
         FileId(self.files.len() as u32 - 1)
+    }
+
+    /// A file whose text is not held in memory (see [`SourceMap::load_text`]).
+    pub fn add_unloaded(&mut self, path: PathBuf) -> FileId {
+        let mut file = SourceFile::new(path, String::new());
+        file.unloaded = true;
+        self.files.push(file);
+        FileId(self.files.len() as u32 - 1)
+    }
+
+    /// Reads the text of an unloaded file again, so that findings about it can be shown.
+    pub fn load_text(&mut self, id: FileId) {
+        let Some(file) = self.files.get_mut(id.0 as usize) else {
+            return;
+        };
+        if !file.unloaded {
+            return;
+        }
+        if let Ok(bytes) = std::fs::read(&file.path) {
+            *file = SourceFile::new(
+                file.path.clone(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            );
+        }
     }
 
     pub fn get(&self, id: FileId) -> Option<&SourceFile> {

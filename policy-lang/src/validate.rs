@@ -5,9 +5,9 @@ use crate::diagnostic::{Code, Diagnostic};
 use crate::model::*;
 use crate::selector::{self, Source};
 use crate::source::{SourceMap, Span};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-pub fn validate(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
+pub fn validate(tree: &Tree, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) {
     duplicates(tree, sources, diags);
     // A policy that already has an error gets no semantic warnings: they would only repeat
     // the same mistake in other words.
@@ -38,14 +38,16 @@ pub fn validate(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
     shadowed_by_deny(&sound, sources, diags);
 }
 
-fn line_of(sources: &SourceMap, span: Span) -> String {
+/// `file:line` of a span, reading the file's text again if it was not kept.
+fn line_of(sources: &mut SourceMap, span: Span) -> String {
+    sources.load_text(span.file);
     match sources.locate(span) {
         Some((f, start, _)) => format!("{}:{}", f.path.display(), start.line),
         None => String::from("?"),
     }
 }
 
-fn duplicates(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
+fn duplicates(tree: &Tree, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<(PolicyKind, &str, &str), Span> = HashMap::new();
     for p in &tree.policies {
         let meta = p.meta();
@@ -84,11 +86,28 @@ fn duplicates(tree: &Tree, sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// A workload's labels as Cilium sees them, plus its namespace.
+/// A workload with what Cilium derives its labels from.
 struct Endpoint<'t> {
     namespace: &'t str,
     pod: &'t Labels,
-    cilium: BTreeMap<String, String>,
+    namespace_labels: Option<&'t Labels>,
+    service_account: &'t str,
+}
+
+impl<'t> Endpoint<'t> {
+    /// The value of a bare key among the labels Cilium gives the pod (all of source `k8s`).
+    fn cilium_label(&self, key: &str) -> Option<&'t str> {
+        match key {
+            selector::NAMESPACE_LABEL => Some(self.namespace),
+            selector::SERVICE_ACCOUNT_LABEL => Some(self.service_account),
+            selector::CLUSTER_LABEL => Some("default"),
+            _ => match key.strip_prefix(selector::NAMESPACE_LABELS_PREFIX) {
+                Some(selector::NAMESPACE_NAME_LABEL) => Some(self.namespace),
+                Some(ns_key) => self.namespace_labels?.get(ns_key).map(|v| v.value.as_str()),
+                None => self.pod.get(key).map(|v| v.value.as_str()),
+            },
+        }
+    }
 }
 
 fn endpoints(tree: &Tree) -> Vec<Endpoint<'_>> {
@@ -101,40 +120,12 @@ fn endpoints(tree: &Tree) -> Vec<Endpoint<'_>> {
         .iter()
         .filter(|w| !w.host_network)
         .map(|w| {
-            let ns = w.meta.namespace.value.as_str();
-            let mut cilium: BTreeMap<String, String> = w
-                .pod_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect();
-            cilium.insert(selector::NAMESPACE_LABEL.into(), ns.into());
-            if let Some(labels) = ns_labels.get(ns) {
-                for (k, v) in labels.iter() {
-                    cilium.insert(
-                        format!("{}{k}", selector::NAMESPACE_LABELS_PREFIX),
-                        v.value.clone(),
-                    );
-                }
-            }
-            cilium.insert(
-                format!(
-                    "{}{}",
-                    selector::NAMESPACE_LABELS_PREFIX,
-                    selector::NAMESPACE_NAME_LABEL
-                ),
-                ns.into(),
-            );
-            cilium.insert(
-                selector::SERVICE_ACCOUNT_LABEL.into(),
-                w.service_account
-                    .clone()
-                    .unwrap_or_else(|| "default".into()),
-            );
-            cilium.insert(selector::CLUSTER_LABEL.into(), "default".into());
+            let namespace = w.meta.namespace.value.as_str();
             Endpoint {
-                namespace: ns,
+                namespace,
                 pod: &w.pod_labels,
-                cilium,
+                namespace_labels: ns_labels.get(namespace).copied(),
+                service_account: w.service_account.as_deref().unwrap_or("default"),
             }
         })
         .collect()
@@ -142,11 +133,56 @@ fn endpoints(tree: &Tree) -> Vec<Endpoint<'_>> {
 
 fn selects_nothing(policies: &[&Policy], tree: &Tree, diags: &mut Vec<Diagnostic>) {
     let eps = endpoints(tree);
+    // Candidate lists so that a selector is tried against a few workloads, not all of them.
+    let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, e) in eps.iter().enumerate() {
+        by_namespace.entry(e.namespace).or_default().push(i);
+        for (k, v) in e.pod.iter() {
+            by_label
+                .entry((k.as_str(), v.value.as_str()))
+                .or_default()
+                .push(i);
+        }
+        by_label
+            .entry((selector::NAMESPACE_LABEL, e.namespace))
+            .or_default()
+            .push(i);
+    }
+    let all: Vec<usize> = (0..eps.len()).collect();
+    let empty: Vec<usize> = Vec::new();
+    // The shortest candidate list a selector's `matchLabels` allows, else the whole scope.
+    let candidates = |sel: &Selector, scope: &'_ Vec<usize>| -> Vec<usize> {
+        let mut best: Option<&Vec<usize>> = None;
+        for (k, v) in &sel.match_labels {
+            let (source, bare) = selector::split_source(&k.value);
+            // Keys derived from the namespace or service account are not indexed: no pruning.
+            let derived = bare.starts_with(selector::NAMESPACE_LABELS_PREFIX)
+                || bare == selector::SERVICE_ACCOUNT_LABEL
+                || bare == selector::CLUSTER_LABEL;
+            let list = match source {
+                _ if derived => continue,
+                Source::Any | Source::K8s => {
+                    by_label.get(&(bare, v.value.as_str())).unwrap_or(&empty)
+                }
+                _ => &empty,
+            };
+            if best.is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+            }
+        }
+        match best {
+            Some(list) if list.len() < scope.len() => list.clone(),
+            _ => scope.clone(),
+        }
+    };
     for policy in policies {
         match policy {
             Policy::Kubernetes(np) => {
                 let ns = np.meta.namespace.value.as_str();
-                let any = eps.iter().any(|e| {
+                let scope = by_namespace.get(ns).unwrap_or(&empty);
+                let any = candidates(&np.pod_selector, scope).into_iter().any(|i| {
+                    let e = &eps[i];
                     e.namespace == ns
                         && selector::matches(&np.pod_selector, |src, k| match src {
                             Source::K8s => e.pod.get(k).map(|v| v.value.as_str()),
@@ -163,16 +199,22 @@ fn selects_nothing(policies: &[&Policy], tree: &Tree, diags: &mut Vec<Diagnostic
                 }
             }
             Policy::Cilium(cp) => {
+                let ns = cp.meta.namespace.value.as_str();
+                let namespaced = cp.kind == PolicyKind::CiliumNetworkPolicy;
+                let scope = if namespaced {
+                    by_namespace.get(ns).unwrap_or(&empty)
+                } else {
+                    &all
+                };
                 for rule in &cp.rules {
                     let Some(Subject::Endpoints(sel)) = &rule.subject else {
                         continue;
                     };
-                    let ns = cp.meta.namespace.value.as_str();
-                    let namespaced = cp.kind == PolicyKind::CiliumNetworkPolicy;
-                    let any = eps.iter().any(|e| {
+                    let any = candidates(sel, scope).into_iter().any(|i| {
+                        let e = &eps[i];
                         (!namespaced || e.namespace == ns)
                             && selector::matches(sel, |src, k| match src {
-                                Source::K8s => e.cilium.get(k).map(String::as_str),
+                                Source::K8s => e.cilium_label(k),
                                 _ => None,
                             })
                     });
@@ -377,7 +419,7 @@ fn l3_covers(deny: &CiliumPeerRule, allow: &CiliumPeerRule) -> bool {
     endpoints_ok && entities_ok && cidrs_ok && fqdns_ok && services_ok
 }
 
-fn shadowed_by_deny(policies: &[&Policy], sources: &SourceMap, diags: &mut Vec<Diagnostic>) {
+fn shadowed_by_deny(policies: &[&Policy], sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) {
     // Rules with the same subject in the same scope apply to the same endpoints.
     let mut by_subject: Vec<(&str, &Selector, Vec<&CiliumPeerRule>)> = Vec::new();
     for p in policies {
@@ -409,6 +451,7 @@ fn shadowed_by_deny(policies: &[&Policy], sources: &SourceMap, diags: &mut Vec<D
                     && l3_covers(d, allow)
                     && l4_covers(d, allow)
             }) {
+                sources.load_text(allow.span.file);
                 diags.push(
                     Diagnostic::new(
                         Code::ShadowedByDeny,

@@ -7,6 +7,7 @@
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 use saphyr_parser::{Event, Parser, ScalarStyle};
+use std::borrow::Cow;
 
 /// How a scalar was written; quoted scalars are always strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,15 +17,16 @@ pub enum Style {
     Block,
 }
 
+/// A node's content; scalars borrow from the file's text where the YAML allows it.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     Scalar {
-        text: String,
+        text: Cow<'a, str>,
         style: Style,
-        tag: Option<String>,
+        tag: Option<Box<str>>,
     },
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+    Seq(Vec<Node<'a>>),
+    Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
 /// A scalar as YAML 1.2's core schema resolves it.
@@ -38,20 +40,20 @@ pub enum Resolved<'a> {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
-    pub value: Value,
+pub struct Node<'a> {
+    pub value: Value<'a>,
     pub span: Span,
 }
 
-impl Node {
-    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+impl<'a> Node<'a> {
+    pub fn as_map(&self) -> Option<&[(Node<'a>, Node<'a>)]> {
         match &self.value {
             Value::Map(m) => Some(m),
             _ => None,
         }
     }
 
-    pub fn as_seq(&self) -> Option<&[Node]> {
+    pub fn as_seq(&self) -> Option<&[Node<'a>]> {
         match &self.value {
             Value::Seq(s) => Some(s),
             _ => None,
@@ -63,7 +65,7 @@ impl Node {
         let Value::Scalar { text, style, tag } = &self.value else {
             return None;
         };
-        let t = text.as_str();
+        let t: &str = text;
         match tag.as_deref() {
             Some("tag:yaml.org,2002:str") => return Some(Resolved::Str(t)),
             Some("tag:yaml.org,2002:null") => return Some(Resolved::Null),
@@ -109,7 +111,7 @@ impl Node {
     }
 
     /// The value stored under `key` when this is a map.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.as_map()?
             .iter()
             .find(|(k, _)| k.scalar_text() == Some(key))
@@ -170,8 +172,8 @@ fn parse_float(t: &str) -> Option<f64> {
 
 /// One document of a file: its root (absent for an empty document) and where it lies.
 #[derive(Clone, Debug)]
-pub struct Document {
-    pub root: Option<Node>,
+pub struct Document<'a> {
+    pub root: Option<Node<'a>>,
     pub span: Span,
     /// 0-based position of the document in its file.
     pub index: usize,
@@ -179,8 +181,8 @@ pub struct Document {
 
 /// Documents parsed from a file, and the syntax findings of the ones that failed.
 #[derive(Debug, Default)]
-pub struct ParsedFile {
-    pub documents: Vec<Document>,
+pub struct ParsedFile<'a> {
+    pub documents: Vec<Document<'a>>,
     pub diagnostics: Vec<Diagnostic>,
     /// Documents that held content, parsed or not.
     pub document_count: usize,
@@ -190,7 +192,7 @@ pub struct ParsedFile {
 const ALIAS_NODE_BUDGET: usize = 100_000;
 
 /// Parses every document of a file's text.
-pub fn parse_file(file: FileId, text: &str) -> ParsedFile {
+pub fn parse_file(file: FileId, text: &str) -> ParsedFile<'_> {
     let mut out = ParsedFile::default();
     for (start, end) in document_chunks(text) {
         let chunk = &text[start..end];
@@ -256,15 +258,15 @@ fn has_content(chunk: &str) -> bool {
     })
 }
 
-enum Frame {
+enum Frame<'a> {
     Seq {
-        items: Vec<Node>,
+        items: Vec<Node<'a>>,
         start: usize,
         anchor: usize,
     },
     Map {
-        entries: Vec<(Node, Node)>,
-        pending_key: Option<Node>,
+        entries: Vec<(Node<'a>, Node<'a>)>,
+        pending_key: Option<Node<'a>>,
         start: usize,
         anchor: usize,
     },
@@ -276,12 +278,131 @@ struct TreeBuilder<'a> {
     chunk: &'a str,
     /// Byte offset of each char, only for non-ASCII chunks (saphyr counts chars).
     char_bytes: Option<Vec<u32>>,
-    stack: Vec<Frame>,
-    anchors: std::collections::HashMap<usize, Node>,
+    stack: Vec<Frame<'a>>,
+    anchors: std::collections::HashMap<usize, Node<'a>>,
     alias_budget: usize,
-    roots: Vec<Option<Node>>,
-    current_root: Option<Node>,
+    roots: Vec<Option<Node<'a>>>,
+    current_root: Option<Node<'a>>,
     diagnostics: Vec<Diagnostic>,
+    /// The parts of the current document that are kept (see [`kept_paths`]).
+    keep: Option<&'static [&'static [&'static str]]>,
+    /// Nesting depth inside a value being skipped (0: building).
+    skip_depth: usize,
+    /// Anchors defined inside skipped values; an alias to one reads as null.
+    skipped_anchors: Vec<usize>,
+}
+
+/// For inventory kinds, the paths of a document that typing reads (`*` = any list item, a
+/// final `**` = the whole subtree). Everything else is never built: a Deployment's container
+/// images, environment and probes are most of a tree's bytes. `None` keeps everything.
+fn kept_paths(kind: &str) -> Option<&'static [&'static [&'static str]]> {
+    const CONTROLLER: &[&[&str]] = &[
+        &["apiVersion"],
+        &["kind"],
+        &["metadata", "**"],
+        &["spec", "template", "metadata", "**"],
+        &["spec", "template", "spec", "containers", "*", "ports", "**"],
+        &[
+            "spec",
+            "template",
+            "spec",
+            "initContainers",
+            "*",
+            "ports",
+            "**",
+        ],
+        &["spec", "template", "spec", "hostNetwork"],
+        &["spec", "template", "spec", "serviceAccountName"],
+        &["spec", "template", "spec", "serviceAccount"],
+    ];
+    const CRON_JOB: &[&[&str]] = &[
+        &["apiVersion"],
+        &["kind"],
+        &["metadata", "**"],
+        &["spec", "jobTemplate", "spec", "template", "metadata", "**"],
+        &[
+            "spec",
+            "jobTemplate",
+            "spec",
+            "template",
+            "spec",
+            "containers",
+            "*",
+            "ports",
+            "**",
+        ],
+        &[
+            "spec",
+            "jobTemplate",
+            "spec",
+            "template",
+            "spec",
+            "initContainers",
+            "*",
+            "ports",
+            "**",
+        ],
+        &[
+            "spec",
+            "jobTemplate",
+            "spec",
+            "template",
+            "spec",
+            "hostNetwork",
+        ],
+        &[
+            "spec",
+            "jobTemplate",
+            "spec",
+            "template",
+            "spec",
+            "serviceAccountName",
+        ],
+        &[
+            "spec",
+            "jobTemplate",
+            "spec",
+            "template",
+            "spec",
+            "serviceAccount",
+        ],
+    ];
+    const POD: &[&[&str]] = &[
+        &["apiVersion"],
+        &["kind"],
+        &["metadata", "**"],
+        &["spec", "containers", "*", "ports", "**"],
+        &["spec", "initContainers", "*", "ports", "**"],
+        &["spec", "hostNetwork"],
+        &["spec", "serviceAccountName"],
+        &["spec", "serviceAccount"],
+        &["status", "podIP"],
+        &["status", "podIPs", "**"],
+    ];
+    const SERVICE: &[&[&str]] = &[
+        &["apiVersion"],
+        &["kind"],
+        &["metadata", "**"],
+        &["spec", "selector", "**"],
+        &["spec", "ports", "**"],
+        &["spec", "clusterIP"],
+        &["spec", "clusterIPs", "**"],
+    ];
+    const OTHER: &[&[&str]] = &[&["apiVersion"], &["kind"], &["metadata", "**"]];
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some(CONTROLLER),
+        "CronJob" => Some(CRON_JOB),
+        "Pod" => Some(POD),
+        "Service" => Some(SERVICE),
+        "NetworkPolicy"
+        | "CiliumNetworkPolicy"
+        | "CiliumClusterwideNetworkPolicy"
+        | "Namespace"
+        | "EndpointSlice" => None,
+        // Lists carry their items' kinds inside.
+        k if k.ends_with("List") => None,
+        _ => Some(OTHER),
+    }
 }
 
 impl<'a> TreeBuilder<'a> {
@@ -302,7 +423,60 @@ impl<'a> TreeBuilder<'a> {
             roots: Vec::new(),
             current_root: None,
             diagnostics: Vec::new(),
+            keep: None,
+            skip_depth: 0,
+            skipped_anchors: Vec::new(),
         }
+    }
+
+    /// Whether the value about to start (under the top map's pending key) is read by typing.
+    fn value_kept(&self) -> bool {
+        let Some(patterns) = self.keep else {
+            return true;
+        };
+        let Some(Frame::Map {
+            pending_key: Some(_),
+            ..
+        }) = self.stack.last()
+        else {
+            return true;
+        };
+        let path = self.stack.iter().map(|f| match f {
+            Frame::Map { pending_key, .. } => pending_key
+                .as_ref()
+                .and_then(|k| k.scalar_text())
+                .unwrap_or(""),
+            Frame::Seq { .. } => "*",
+        });
+        patterns.iter().any(|pattern| {
+            let mut pat = pattern.iter();
+            for part in path.clone() {
+                match pat.next() {
+                    None => return false,
+                    Some(&"**") => return true,
+                    Some(p) if *p == part || (*p == "*" && part == "*") => {}
+                    Some(_) => return false,
+                }
+            }
+            true
+        })
+    }
+
+    /// Skips the coming value when typing never reads it; returns whether it did.
+    fn skip_value(&mut self, anchor: usize, opens: bool) -> bool {
+        if self.keep.is_none() || self.value_kept() {
+            return false;
+        }
+        if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
+            *pending_key = None;
+        }
+        if anchor != 0 {
+            self.skipped_anchors.push(anchor);
+        }
+        if opens {
+            self.skip_depth = 1;
+        }
+        true
     }
 
     fn byte(&self, char_index: usize) -> usize {
@@ -331,7 +505,7 @@ impl<'a> TreeBuilder<'a> {
                 None => break,
                 Some(Err(e)) => {
                     let at = self.byte(e.marker().index());
-                    let end = (at + 1).min(self.base + self.chunk.len()).max(at);
+                    let end = at + crate::load::char_len(self.chunk, at - self.base);
                     self.diagnostics.push(
                         Diagnostic::new(
                             Code::YamlSyntax,
@@ -356,11 +530,36 @@ impl<'a> TreeBuilder<'a> {
     }
 
     /// Returns false when the chunk must be abandoned.
-    fn on_event(&mut self, event: Event<'_>, span: saphyr_parser::Span) -> bool {
+    fn on_event(&mut self, event: Event<'a>, span: saphyr_parser::Span) -> bool {
+        if self.skip_depth > 0 {
+            match event {
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    self.skip_depth += 1;
+                    if anchor != 0 {
+                        self.skipped_anchors.push(anchor);
+                    }
+                }
+                Event::SequenceEnd | Event::MappingEnd => self.skip_depth -= 1,
+                Event::Scalar(_, _, anchor, _) if anchor != 0 => self.skipped_anchors.push(anchor),
+                _ => {}
+            }
+            return true;
+        }
+        match &event {
+            Event::Scalar(_, _, anchor, _) if self.skip_value(*anchor, false) => return true,
+            Event::Alias(_) if self.skip_value(0, false) => return true,
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _)
+                if self.skip_value(*anchor, true) =>
+            {
+                return true
+            }
+            _ => {}
+        }
         let sp = self.span(&span);
         match event {
             Event::DocumentStart(_) => {
                 self.current_root = None;
+                self.keep = None;
             }
             Event::DocumentEnd => {
                 let root = self.current_root.take();
@@ -374,14 +573,19 @@ impl<'a> TreeBuilder<'a> {
                 };
                 let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix)).map(|t| {
                     // `!!str` arrives as handle `tag:yaml.org,2002:` + suffix.
-                    t.replace("!!", "tag:yaml.org,2002:")
+                    t.replace("!!", "tag:yaml.org,2002:").into_boxed_str()
                 });
+                if let [Frame::Map {
+                    pending_key: Some(k),
+                    ..
+                }] = self.stack.as_slice()
+                {
+                    if k.scalar_text() == Some("kind") {
+                        self.keep = kept_paths(&text);
+                    }
+                }
                 let node = Node {
-                    value: Value::Scalar {
-                        text: text.into_owned(),
-                        style,
-                        tag,
-                    },
+                    value: Value::Scalar { text, style, tag },
                     span: sp,
                 };
                 return self.push_node(node, anchor);
@@ -435,6 +639,17 @@ impl<'a> TreeBuilder<'a> {
                 return self.push_node(node, anchor);
             }
             Event::Alias(id) => {
+                if self.skipped_anchors.contains(&id) {
+                    let null = Node {
+                        value: Value::Scalar {
+                            text: Cow::Borrowed(""),
+                            style: Style::Plain,
+                            tag: None,
+                        },
+                        span: sp,
+                    };
+                    return self.push_node(null, 0);
+                }
                 let Some(node) = self.anchors.get(&id).cloned() else {
                     self.diagnostics
                         .push(Diagnostic::new(Code::YamlSyntax, sp, "unknown alias"));
@@ -461,7 +676,7 @@ impl<'a> TreeBuilder<'a> {
         at >= self.base && matches!(self.chunk.as_bytes().get(at - self.base), Some(b']' | b'}'))
     }
 
-    fn push_node(&mut self, node: Node, anchor: usize) -> bool {
+    fn push_node(&mut self, node: Node<'a>, anchor: usize) -> bool {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -480,17 +695,16 @@ impl<'a> TreeBuilder<'a> {
         true
     }
 
-    fn check_duplicate_keys(&mut self, entries: &[(Node, Node)]) {
-        if entries.len() < 2 {
-            return;
-        }
-        let mut seen: std::collections::HashMap<&str, Span> = Default::default();
-        for (k, _) in entries {
+    fn check_duplicate_keys(&mut self, entries: &[(Node<'a>, Node<'a>)]) {
+        // Maps are small: comparing each key with the ones before it beats hashing.
+        for (i, (k, _)) in entries.iter().enumerate().skip(1) {
             let Some(text) = k.scalar_text() else {
                 continue;
             };
-            if let Some(first) = seen.get(text) {
-                let _ = first;
+            if entries[..i]
+                .iter()
+                .any(|(p, _)| p.scalar_text() == Some(text))
+            {
                 self.diagnostics.push(
                     Diagnostic::new(
                         Code::DuplicateKey,
@@ -499,14 +713,12 @@ impl<'a> TreeBuilder<'a> {
                     )
                     .with_help("remove one of them; only one value can be kept"),
                 );
-            } else {
-                seen.insert(text, k.span);
             }
         }
     }
 }
 
-fn count_nodes(node: &Node) -> usize {
+fn count_nodes(node: &Node<'_>) -> usize {
     1 + match &node.value {
         Value::Scalar { .. } => 0,
         Value::Seq(items) => items.iter().map(count_nodes).sum(),
@@ -521,7 +733,7 @@ fn count_nodes(node: &Node) -> usize {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> ParsedFile {
+    fn parse(text: &str) -> ParsedFile<'_> {
         parse_file(FileId(0), text)
     }
 
@@ -595,6 +807,32 @@ mod tests {
         }
         let p = parse(&text);
         assert!(p.diagnostics.iter().any(|d| d.message.contains("too many")));
+    }
+
+    #[test]
+    fn workload_parts_typing_never_reads_are_not_built() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: c\n        image: &img nginx\n        ports: [{containerPort: 80}]\n      - name: d\n        image: *img\n";
+        let p = parse(text);
+        let root = p.documents[0].root.as_ref().expect("root");
+        let spec = root.get("spec").expect("spec");
+        assert!(spec.get("replicas").is_none());
+        let c = &spec
+            .get("template")
+            .and_then(|t| t.get("spec"))
+            .and_then(|s| s.get("containers"))
+            .and_then(|c| c.as_seq())
+            .expect("containers")[0];
+        assert!(c.get("image").is_none());
+        assert!(c.get("ports").is_some());
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        // Policies are built whole.
+        let p = parse("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nspec:\n  x: 1\n");
+        assert!(p.documents[0]
+            .root
+            .as_ref()
+            .and_then(|r| r.get("spec"))
+            .and_then(|s| s.get("x"))
+            .is_some());
     }
 
     #[test]
