@@ -145,11 +145,9 @@ mod tests {
         }
     }
 
-    /// Replays the minimised crash inputs. Ignored while the library bugs they show are
-    /// open (see regressions/README.md); run with `cargo test -- --ignored`, and remove the
-    /// `ignore` once they are fixed so they stay fixed.
+    /// Replays the minimised crash inputs (fixed; the check_yaml ones also run in the main
+    /// workspace's `policy-lang/tests/fuzz_regressions.rs`).
     #[test]
-    #[ignore = "known policy-lang span bugs, see regressions/README.md"]
     fn regressions_do_not_panic() {
         let yaml = files_in("regressions/check_yaml");
         let mutations = files_in("regressions/check_policy_mutations");
