@@ -6,3 +6,4 @@
 
 pub mod flow;
 pub mod inventory;
+pub mod reference;
