@@ -542,9 +542,9 @@ impl<'a> Cx<'a> {
 
     fn np_peer_matches(&self, np: &NetworkPolicy, peer: &NpPeer, p: &PeerRef<'_>) -> bool {
         if let Some(block) = &peer.ip_block {
-            // Spec gap: a DNS-name peer is an address too, but the spec does not say whether
-            // an ipBlock holds it; here it never does.
+            // A DNS name's addresses are unknown here: only a /0 block surely holds them.
             return match p {
+                PeerRef::Fqdn(_) => block.cidr.value.prefix_len() == 0,
                 PeerRef::Ip(ip) => in_ip_block(block, ip),
                 PeerRef::Workload(w) => {
                     !w.ips.is_empty() && w.ips.iter().all(|ip| in_ip_block(block, ip))
@@ -592,8 +592,7 @@ impl<'a> Cx<'a> {
             // matches nothing.
             return r.to_ports.is_some() || r.icmps.is_some();
         }
-        // Spec gap: an L3 field with an empty list (`toEndpoints: []`) is read literally as
-        // naming no peer; Cilium treats an empty list like an absent field.
+        // The decoder reads an empty list (`toEndpoints: []`) as an absent field, as Cilium.
         let endpoints = r.endpoints.as_ref().is_some_and(|sels| {
             sels.iter()
                 .any(|sel| self.cilium_endpoint_peer_matches(cp, sel, p))
@@ -608,8 +607,9 @@ impl<'a> Cx<'a> {
                 PeerRef::Ip(ip) => {
                     c.cidr.value.contains(ip) && !c.except.iter().any(|x| x.value.contains(ip))
                 }
-                // Spec gap: excepts are ignored for the `world` entity (as for ipBlock).
-                PeerRef::Entity(Entity::World) => c.cidr.value.prefix_len() == 0,
+                // Spec gap: excepts are ignored for the `world` entity (as for ipBlock). A DNS
+                // name's addresses are unknown here: only a /0 CIDR surely holds them.
+                PeerRef::Entity(Entity::World) | PeerRef::Fqdn(_) => c.cidr.value.prefix_len() == 0,
                 _ => false,
             })
         });
@@ -775,7 +775,11 @@ fn entity_matches(selector_entity: Entity, p: &PeerRef<'_>) -> bool {
         // Spec gap: `world-ipv4` and `world-ipv6` match exactly what `world` matches (IP peers
         // of both families), as the spec lists them together.
         Entity::World | Entity::WorldIpv4 | Entity::WorldIpv6 => {
-            matches!(p, PeerRef::Ip(_) | PeerRef::Entity(Entity::World))
+            // A DNS name's addresses are Internet addresses too.
+            matches!(
+                p,
+                PeerRef::Ip(_) | PeerRef::Entity(Entity::World) | PeerRef::Fqdn(_)
+            )
         }
         Entity::None => false,
         other => *p == PeerRef::Entity(other),

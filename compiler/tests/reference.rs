@@ -767,14 +767,15 @@ spec:
     let table = [
         (
             "prod/web",
-            vec!["world", "8.8.8.8", "10.9.9.9", "2001:db8::1"],
+            // A DNS name's addresses are Internet addresses: `world` holds them.
             vec![
-                "prod/api",
-                "host",
-                "remote-node",
-                "kube-apiserver",
+                "world",
+                "8.8.8.8",
+                "10.9.9.9",
+                "2001:db8::1",
                 "fqdn:example.com",
             ],
+            vec!["prod/api", "host", "remote-node", "kube-apiserver"],
         ),
         (
             "prod/api",

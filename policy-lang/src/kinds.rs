@@ -922,6 +922,19 @@ fn peer_rule(
     }
     m.finish(cx, section);
 
+    // Cilium reads an empty list like an absent field (it tests lengths).
+    fn non_empty<T>(v: Option<Vec<T>>) -> Option<Vec<T>> {
+        v.filter(|v| !v.is_empty())
+    }
+    let (endpoints, entities, cidrs, fqdns, services, to_ports, icmps) = (
+        non_empty(endpoints),
+        non_empty(entities),
+        non_empty(cidrs),
+        non_empty(fqdns),
+        non_empty(services),
+        non_empty(to_ports),
+        non_empty(icmps),
+    );
     if l3.len() > 1 {
         let (first, _) = l3[0];
         let (second, span) = l3[1];
