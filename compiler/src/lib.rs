@@ -4,6 +4,12 @@
 //! Architecture invariant: nothing here knows about aya, tokio or the kernel; the bundle is
 //! plain data, and [`lookup`] performs on it exactly the lookups the datapath performs.
 
+pub mod bundle;
 pub mod flow;
+pub mod identity;
 pub mod inventory;
+pub mod ir;
+pub mod lookup;
+pub mod lower;
+pub mod ports;
 pub mod reference;

@@ -1,0 +1,150 @@
+//! Numeric identities for label sets: Cilium's reserved numbers, workload identities, and
+//! local identities for CIDR prefixes and DNS-name selectors.
+
+use std::collections::BTreeMap;
+
+/// A security identity. 0 is the wildcard in policy keys ("any peer").
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Identity(pub u32);
+
+impl Identity {
+    pub const ANY: Identity = Identity(0);
+    pub const HOST: Identity = Identity(1);
+    pub const WORLD: Identity = Identity(2);
+    pub const UNMANAGED: Identity = Identity(3);
+    pub const HEALTH: Identity = Identity(4);
+    pub const INIT: Identity = Identity(5);
+    pub const REMOTE_NODE: Identity = Identity(6);
+    pub const KUBE_APISERVER: Identity = Identity(7);
+    pub const INGRESS: Identity = Identity(8);
+    pub const WORLD_IPV4: Identity = Identity(9);
+    pub const WORLD_IPV6: Identity = Identity(10);
+
+    /// The reserved identities with Cilium's names.
+    pub const RESERVED: &'static [(Identity, &'static str)] = &[
+        (Identity::HOST, "host"),
+        (Identity::WORLD, "world"),
+        (Identity::UNMANAGED, "unmanaged"),
+        (Identity::HEALTH, "health"),
+        (Identity::INIT, "init"),
+        (Identity::REMOTE_NODE, "remote-node"),
+        (Identity::KUBE_APISERVER, "kube-apiserver"),
+        (Identity::INGRESS, "ingress"),
+        (Identity::WORLD_IPV4, "world-ipv4"),
+        (Identity::WORLD_IPV6, "world-ipv6"),
+    ];
+
+    /// First identity of cluster workloads (Cilium's cluster-local range starts at 256).
+    pub const FIRST_WORKLOAD: u32 = 256;
+    /// Local identities (CIDR prefixes, DNS-name selectors) live at 2^24 and above, as in Cilium.
+    pub const FIRST_LOCAL: u32 = 1 << 24;
+
+    pub fn is_reserved(self) -> bool {
+        self.0 > 0 && self.0 < Identity::FIRST_WORKLOAD
+    }
+
+    pub fn is_local(self) -> bool {
+        self.0 >= Identity::FIRST_LOCAL
+    }
+
+    pub fn reserved_name(self) -> Option<&'static str> {
+        Identity::RESERVED
+            .iter()
+            .find(|(i, _)| *i == self)
+            .map(|(_, n)| *n)
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The labels of a workload identity (all of source `k8s`), sorted.
+pub type LabelSet = BTreeMap<String, String>;
+
+/// Workload identities by label set. Offline, numbers are dealt in label-set order; live, the
+/// table is an input: allocation keeps every number already handed out, so a pod coming or
+/// going never renumbers another.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdentityTable {
+    by_labels: BTreeMap<LabelSet, Identity>,
+}
+
+impl IdentityTable {
+    /// A table for exactly these label sets, numbered in their sorted order.
+    pub fn deterministic<'a>(sets: impl IntoIterator<Item = &'a LabelSet>) -> IdentityTable {
+        let mut table = IdentityTable::default();
+        let mut sorted: Vec<&LabelSet> = sets.into_iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for set in sorted {
+            table.allocate(set);
+        }
+        table
+    }
+
+    /// The identity of a label set, allocating the lowest free number for a new one.
+    pub fn allocate(&mut self, labels: &LabelSet) -> Identity {
+        if let Some(id) = self.by_labels.get(labels) {
+            return *id;
+        }
+        let mut used: Vec<u32> = self.by_labels.values().map(|i| i.0).collect();
+        used.sort_unstable();
+        let mut next = Identity::FIRST_WORKLOAD;
+        for u in used {
+            if u == next {
+                next += 1;
+            } else if u > next {
+                break;
+            }
+        }
+        let id = Identity(next);
+        self.by_labels.insert(labels.clone(), id);
+        id
+    }
+
+    pub fn get(&self, labels: &LabelSet) -> Option<Identity> {
+        self.by_labels.get(labels).copied()
+    }
+
+    /// Forgets label sets no longer in use (their numbers become free again).
+    pub fn retain(&mut self, mut keep: impl FnMut(&LabelSet) -> bool) {
+        self.by_labels.retain(|l, _| keep(l));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&LabelSet, Identity)> {
+        self.by_labels.iter().map(|(l, i)| (l, *i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_labels.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(app: &str) -> LabelSet {
+        [("app".to_owned(), app.to_owned())].into()
+    }
+
+    #[test]
+    fn live_allocation_keeps_numbers() {
+        let mut t = IdentityTable::deterministic([&set("a"), &set("b"), &set("c")]);
+        assert_eq!(t.get(&set("b")), Some(Identity(257)));
+        t.retain(|l| l != &set("a"));
+        // A new set takes the freed number; the others keep theirs.
+        assert_eq!(t.allocate(&set("d")), Identity(256));
+        assert_eq!(t.get(&set("b")), Some(Identity(257)));
+        assert_eq!(t.get(&set("c")), Some(Identity(258)));
+    }
+}
