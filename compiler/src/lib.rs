@@ -13,3 +13,4 @@ pub mod lookup;
 pub mod lower;
 pub mod ports;
 pub mod reference;
+pub mod matrix;
