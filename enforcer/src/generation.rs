@@ -1,0 +1,221 @@
+//! A policy generation as map contents: the ipcache, policy and endpoint entries a bundle
+//! becomes, computed without touching the kernel (the writer lives in [`crate::loader`]).
+
+use crate::datapath::*;
+use compiler::bundle::{Bundle, EntryVerdict, IpcacheEntry};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// What one generation is built from: the bundle, plus what only the node knows.
+#[derive(Clone, Debug)]
+pub struct GenerationSpec<'a> {
+    pub bundle: &'a Bundle,
+    /// Prefixes the bundle does not carry: the node's own addresses (identity `host`), other
+    /// nodes (`remote-node`), and so on. A prefix the bundle also has keeps the bundle's
+    /// identity.
+    pub extra_ipcache: Vec<IpcacheEntry>,
+    /// The host-side interface of an endpoint address. Addresses without one are not bound:
+    /// the programs then skip the interface check for them.
+    pub ifindex: BTreeMap<IpAddr, u32>,
+}
+
+impl<'a> GenerationSpec<'a> {
+    pub fn new(bundle: &'a Bundle) -> GenerationSpec<'a> {
+        GenerationSpec {
+            bundle,
+            extra_ipcache: Vec::new(),
+            ifindex: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error("L7 set {set} does not fit the datapath's 16-bit L7 set id")]
+    L7SetTooLarge { set: u32 },
+    #[error("address `{ip}` belongs to both `{first}` and `{second}`")]
+    AddressConflict {
+        ip: IpAddr,
+        first: String,
+        second: String,
+    },
+    #[error("endpoint `{endpoint}` names policy {policy}, which the bundle does not have")]
+    MissingPolicy { endpoint: String, policy: u32 },
+}
+
+/// The entries of one generation, sorted by key (deterministic).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    pub ipcache: Vec<(IpcKey, IpcVal)>,
+    pub policy: Vec<(PolKey, PolVal)>,
+    pub endpoints: Vec<(EpKey, EpVal)>,
+}
+
+/// The policy key of a bundle entry.
+pub fn policy_key(policy_id: u32, key: &compiler::bundle::EntryKey) -> PolKey {
+    let direction = match key.direction {
+        compiler::bundle::Dir::Ingress => DIR_INGRESS,
+        compiler::bundle::Dir::Egress => DIR_EGRESS,
+    };
+    // INVARIANT: protocol 0 matches every protocol and port, so nothing after the fixed part
+    // takes part in the prefix.
+    let (prefixlen, port) = if key.protocol == compiler::bundle::proto::ANY {
+        (POL_FIXED_BITS, 0)
+    } else {
+        let len = key.port.prefix_len.min(16);
+        let mask = if len == 0 {
+            0
+        } else {
+            u16::MAX << (16 - u32::from(len))
+        };
+        (POL_FIXED_BITS + 8 + u32::from(len), key.port.port & mask)
+    };
+    PolKey {
+        prefixlen,
+        policy_id: policy_id.to_be(),
+        peer_identity: key.peer.0.to_be(),
+        direction,
+        protocol: key.protocol,
+        port: port.to_be(),
+    }
+}
+
+pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
+    let bundle = spec.bundle;
+
+    let mut ipcache: BTreeMap<ipnet::IpNet, u32> = BTreeMap::new();
+    for e in &spec.extra_ipcache {
+        ipcache.insert(e.prefix.trunc(), e.identity.0);
+    }
+    for e in &bundle.ipcache {
+        ipcache.insert(e.prefix.trunc(), e.identity.0);
+    }
+    let mut ipc: Vec<(IpcKey, IpcVal)> = ipcache
+        .into_iter()
+        .map(|(p, id)| (IpcKey::new(p), IpcVal { identity: id }))
+        .collect();
+    ipc.sort_by_key(|(k, _)| (k.family, k.addr, k.prefixlen));
+
+    let mut policy = Vec::new();
+    for (pid, p) in bundle.policies.iter().enumerate() {
+        let pid = pid as u32;
+        for e in &p.entries {
+            let (verdict, l7_set) = match e.verdict {
+                EntryVerdict::Deny => (VERDICT_DENY, NONE_U16),
+                EntryVerdict::Allow => (VERDICT_ALLOW, NONE_U16),
+                EntryVerdict::Redirect(s) => match u16::try_from(s) {
+                    Ok(v) if v != NONE_U16 => (VERDICT_REDIRECT, v),
+                    _ => return Err(GenerationError::L7SetTooLarge { set: s }),
+                },
+            };
+            policy.push((
+                policy_key(pid, &e.key),
+                PolVal {
+                    verdict,
+                    pad: 0,
+                    l7_set,
+                    rule_id: e.rules.first().copied().unwrap_or(NONE_U32),
+                },
+            ));
+        }
+    }
+    policy.sort_by_key(|(k, _)| {
+        (
+            k.policy_id,
+            k.peer_identity,
+            k.direction,
+            k.protocol,
+            k.port,
+            k.prefixlen,
+        )
+    });
+
+    let mut endpoints: BTreeMap<IpAddr, (usize, EpVal)> = BTreeMap::new();
+    for (eid, ep) in bundle.endpoints.iter().enumerate() {
+        let p = bundle.policies.get(ep.policy as usize).ok_or_else(|| {
+            GenerationError::MissingPolicy {
+                endpoint: ep.name.clone(),
+                policy: ep.policy,
+            }
+        })?;
+        let mut flags = 0;
+        if p.ingress_enforced {
+            flags |= EP_F_INGRESS_ENFORCED;
+        }
+        if p.egress_enforced {
+            flags |= EP_F_EGRESS_ENFORCED;
+        }
+        if bundle.options.allow_host_ingress {
+            flags |= EP_F_ALLOW_HOST;
+        }
+        for ip in &ep.ips {
+            let val = EpVal {
+                endpoint_id: eid as u32,
+                policy_id: ep.policy,
+                identity: ep.identity.0,
+                ifindex: spec.ifindex.get(ip).copied().unwrap_or(0),
+                flags,
+                pad: [0; 3],
+            };
+            if let Some((other, _)) = endpoints.get(ip) {
+                if *other != eid {
+                    return Err(GenerationError::AddressConflict {
+                        ip: *ip,
+                        first: bundle.endpoints[*other].name.clone(),
+                        second: ep.name.clone(),
+                    });
+                }
+            }
+            endpoints.insert(*ip, (eid, val));
+        }
+    }
+    let endpoints = endpoints
+        .into_iter()
+        .map(|(ip, (_, v))| (EpKey::new(ip), v))
+        .collect();
+
+    Ok(Tables {
+        ipcache: ipc,
+        policy,
+        endpoints,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compiler::bundle::{Dir, EntryKey};
+    use compiler::identity::Identity;
+    use compiler::ports::PortPrefix;
+
+    #[test]
+    fn policy_keys_put_protocol_then_port_after_the_fixed_part() {
+        let any = policy_key(
+            3,
+            &EntryKey {
+                direction: Dir::Egress,
+                peer: Identity(256),
+                protocol: 0,
+                port: PortPrefix::ALL,
+            },
+        );
+        assert_eq!(any.prefixlen, POL_FIXED_BITS);
+        assert_eq!(u32::from_be(any.policy_id), 3);
+        assert_eq!(u32::from_be(any.peer_identity), 256);
+        let range = policy_key(
+            3,
+            &EntryKey {
+                direction: Dir::Ingress,
+                peer: Identity(0),
+                protocol: 6,
+                port: PortPrefix {
+                    port: 8000,
+                    prefix_len: 11,
+                },
+            },
+        );
+        assert_eq!(range.prefixlen, POL_FIXED_BITS + 8 + 11);
+        assert_eq!(u16::from_be(range.port), 8000 & 0xffe0);
+        assert_eq!(range.direction, DIR_INGRESS);
+    }
+}

@@ -1,0 +1,462 @@
+//! Loads the endpoint programs with their pinned maps, writes policy generations and flips
+//! them atomically, and reads the maps back (conntrack, statistics, events).
+
+use crate::datapath::{self, maps, programs, CtKey, CtVal, EpKey, EpVal, Event};
+use crate::generation::{tables, GenerationError, GenerationSpec, Tables};
+use crate::sys;
+use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::{ProgramError, SchedClassifier};
+use aya::{Ebpf, EbpfLoader};
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The compiled endpoint programs (built by `build.rs`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/plc_ep.bpf.o"));
+
+/// bpffs's `f_type` (`BPF_FS_MAGIC`).
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("`{path}` is not on a bpf filesystem: mount one there (`mount -t bpf bpf {path}`)")]
+    NotBpffs { path: PathBuf },
+    #[error("cannot use pin directory `{path}`: {source}")]
+    PinDir { path: PathBuf, source: io::Error },
+    #[error("cannot load the datapath object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the verifier rejected `{program}` ({error}); verifier log:\n{log}")]
+    Verifier {
+        program: &'static str,
+        error: io::Error,
+        log: String,
+    },
+    #[error("program `{program}`: {source}")]
+    Program {
+        program: &'static str,
+        source: ProgramError,
+    },
+    #[error("`{0}` is missing from the datapath object")]
+    Missing(&'static str),
+    #[error("map `{map}`: {source}")]
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("{call} on `{map}`: {source}")]
+    Syscall {
+        call: &'static str,
+        map: &'static str,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Generation(#[from] GenerationError),
+}
+
+/// Where and how to load.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Directory on a bpffs where the maps are pinned (created if missing). Maps already
+    /// pinned there are reused, so a restarted agent keeps enforcing what was live.
+    pub pin_dir: PathBuf,
+    /// Conntrack capacity (default: the object's 65536).
+    pub ct_max_entries: Option<u32>,
+    /// Fragment table capacity (default: the object's 8192).
+    pub frag_max_entries: Option<u32>,
+}
+
+impl LoadOptions {
+    pub fn new(pin_dir: impl Into<PathBuf>) -> LoadOptions {
+        LoadOptions {
+            pin_dir: pin_dir.into(),
+            ct_max_entries: None,
+            frag_max_entries: None,
+        }
+    }
+}
+
+/// What a generation write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Swap {
+    /// The generation now live.
+    pub generation: u32,
+    pub slot: u32,
+    pub ipcache_entries: usize,
+    pub policy_entries: usize,
+    pub endpoint_entries: usize,
+}
+
+/// The loaded datapath: both endpoint programs, verified and ready to attach or run.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+}
+
+fn is_bpffs(path: &Path) -> Result<bool, io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    #[allow(unsafe_code)]
+    // SAFETY: `c` is a valid C string and `st` a writable statfs buffer.
+    let r = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: statfs succeeded and filled the buffer (it was zeroed before anyway).
+    let st = unsafe { st.assume_init() };
+    // `f_type`'s width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = st.f_type as i64;
+    Ok(f_type == BPF_FS_MAGIC)
+}
+
+impl Datapath {
+    /// Loads the object, creating or reusing the pinned maps, and runs both programs through
+    /// the verifier. A rejection carries the verifier's log.
+    pub fn load(opts: &LoadOptions) -> Result<Datapath, DatapathError> {
+        let pin_err = |source| DatapathError::PinDir {
+            path: opts.pin_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&opts.pin_dir).map_err(pin_err)?;
+        if !is_bpffs(&opts.pin_dir).map_err(pin_err)? {
+            return Err(DatapathError::NotBpffs {
+                path: opts.pin_dir.clone(),
+            });
+        }
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(&opts.pin_dir);
+        if let Some(n) = opts.ct_max_entries {
+            loader.map_max_entries(maps::CONNTRACK, n);
+        }
+        if let Some(n) = opts.frag_max_entries {
+            loader.map_max_entries(maps::FRAGMENTS, n);
+        }
+        let mut ebpf = loader.load(OBJECT)?;
+        for name in [programs::FROM_EP, programs::TO_EP] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::Missing(name))?
+                .try_into()
+                .map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
+            prog.load().map_err(|e| match e {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => DatapathError::Verifier {
+                    program: name,
+                    error: io_error,
+                    log: verifier_log.to_string(),
+                },
+                source => DatapathError::Program {
+                    program: name,
+                    source,
+                },
+            })?;
+        }
+        Ok(Datapath {
+            ebpf,
+            pin_dir: opts.pin_dir.clone(),
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// One of the endpoint programs ([`programs::FROM_EP`], [`programs::TO_EP`]).
+    pub fn program(&self, name: &'static str) -> Result<&SchedClassifier, DatapathError> {
+        self.ebpf
+            .program(name)
+            .ok_or(DatapathError::Missing(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program {
+                program: name,
+                source,
+            })
+    }
+
+    fn map(&self, name: &'static str) -> Result<&Map, DatapathError> {
+        self.ebpf.map(name).ok_or(DatapathError::Missing(name))
+    }
+
+    fn map_data(&self, name: &'static str) -> Result<&MapData, DatapathError> {
+        match self.map(name)? {
+            Map::ArrayOfMaps(m) => Ok(m),
+            Map::Array(m) => Ok(m),
+            _ => Err(DatapathError::Missing(name)),
+        }
+    }
+
+    /// The live generation (0 before the first write: no slot is filled then, and the
+    /// programs drop everything with `no-generation`).
+    pub fn live_generation(&self) -> Result<u32, DatapathError> {
+        let live: Array<&MapData, u32> =
+            Array::try_from(self.map(maps::LIVE)?).map_err(|source| DatapathError::Map {
+                map: maps::LIVE,
+                source,
+            })?;
+        live.get(&0, 0).map_err(|source| DatapathError::Map {
+            map: maps::LIVE,
+            source,
+        })
+    }
+
+    /// Builds the next generation beside the live one and flips to it:
+    /// 1. fresh inner maps (ipcache, policy, endpoints), filled in batches, go into the slot
+    ///    the live generation does not use (no packet reads it, see step 4);
+    /// 2. `plc_live_v1` is set to the next generation: packets that start from now on use
+    ///    only the new maps, packets already running finish on the old ones;
+    /// 3. the new endpoint slot is written again with the same map: the kernel returns from a
+    ///    map-of-maps update only after every running BPF program has finished
+    ///    (`synchronize_rcu`), so no packet still reads the old generation;
+    /// 4. the old slot is emptied, freeing its maps, and is ready for the next write.
+    ///
+    /// A failure before step 2 leaves the live generation untouched.
+    pub fn write_generation(&mut self, spec: &GenerationSpec<'_>) -> Result<Swap, DatapathError> {
+        let t = tables(spec)?;
+        let live = self.live_generation()?;
+        let next = live.wrapping_add(1);
+        let slot = next & 1;
+        let old = live & 1;
+
+        let ipc = new_inner(
+            maps::IPCACHE,
+            sys::BPF_MAP_TYPE_LPM_TRIE,
+            &t.ipcache,
+            "plc_ipc_v1_in",
+        )?;
+        let pol = new_inner(
+            maps::POLICY,
+            sys::BPF_MAP_TYPE_LPM_TRIE,
+            &t.policy,
+            "plc_pol_v1_in",
+        )?;
+        let eps = new_inner(
+            maps::ENDPOINTS,
+            sys::BPF_MAP_TYPE_HASH,
+            &t.endpoints,
+            "plc_ep_v1_in",
+        )?;
+
+        for (name, inner) in [
+            (maps::IPCACHE, &ipc),
+            (maps::POLICY, &pol),
+            (maps::ENDPOINTS, &eps),
+        ] {
+            self.set_slot(name, slot, inner)?;
+        }
+
+        let live_map = self
+            .ebpf
+            .map_mut(maps::LIVE)
+            .ok_or(DatapathError::Missing(maps::LIVE))?;
+        let mut live_arr: Array<&mut MapData, u32> =
+            Array::try_from(live_map).map_err(|source| DatapathError::Map {
+                map: maps::LIVE,
+                source,
+            })?;
+        live_arr
+            .set(0, next, 0)
+            .map_err(|source| DatapathError::Map {
+                map: maps::LIVE,
+                source,
+            })?;
+
+        // Quiesce: returns after a grace period, so no program still runs on `old`.
+        self.set_slot(maps::ENDPOINTS, slot, &eps)?;
+        if old != slot {
+            for name in [maps::IPCACHE, maps::POLICY, maps::ENDPOINTS] {
+                let fd = self.map_data(name)?.fd().as_fd();
+                match sys::delete_elem(fd, &old.to_ne_bytes()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(source) => {
+                        return Err(DatapathError::Syscall {
+                            call: "BPF_MAP_DELETE_ELEM",
+                            map: name,
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(Swap {
+            generation: next,
+            slot,
+            ipcache_entries: t.ipcache.len(),
+            policy_entries: t.policy.len(),
+            endpoint_entries: t.endpoints.len(),
+        })
+    }
+
+    fn set_slot(
+        &mut self,
+        name: &'static str,
+        slot: u32,
+        inner: &MapData,
+    ) -> Result<(), DatapathError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::Missing(name))?;
+        let mut outer: ArrayOfMaps<&mut MapData, MapData> = ArrayOfMaps::try_from(map)
+            .map_err(|source| DatapathError::Map { map: name, source })?;
+        outer
+            .set(slot, inner, 0)
+            .map_err(|source| DatapathError::Map { map: name, source })
+    }
+
+    /// Whether slot `slot` of a per-generation map holds an inner map.
+    pub fn slot_filled(&self, name: &'static str, slot: u32) -> Result<bool, DatapathError> {
+        let outer: ArrayOfMaps<&MapData, MapData> = ArrayOfMaps::try_from(self.map(name)?)
+            .map_err(|source| DatapathError::Map { map: name, source })?;
+        match outer.get(&slot, 0) {
+            Ok(_) => Ok(true),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(source) => Err(DatapathError::Map { map: name, source }),
+        }
+    }
+
+    /// The endpoints of the live generation.
+    pub fn endpoints(&self) -> Result<Vec<(EpKey, EpVal)>, DatapathError> {
+        let slot = self.live_generation()? & 1;
+        let outer: ArrayOfMaps<&MapData, MapData> =
+            ArrayOfMaps::try_from(self.map(maps::ENDPOINTS)?).map_err(|source| {
+                DatapathError::Map {
+                    map: maps::ENDPOINTS,
+                    source,
+                }
+            })?;
+        let inner = match outer.get(&slot, 0) {
+            Ok(m) => m,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(DatapathError::Map {
+                    map: maps::ENDPOINTS,
+                    source,
+                })
+            }
+        };
+        let hash: HashMap<MapData, EpKey, EpVal> =
+            HashMap::try_from(Map::HashMap(inner)).map_err(|source| DatapathError::Map {
+                map: maps::ENDPOINTS,
+                source,
+            })?;
+        let mut out: Vec<(EpKey, EpVal)> = hash.iter().filter_map(Result::ok).collect();
+        out.sort_by_key(|(k, _)| (k.family, k.addr));
+        Ok(out)
+    }
+
+    /// Every conntrack entry.
+    pub fn conntrack(&self) -> Result<Vec<(CtKey, CtVal)>, DatapathError> {
+        let ct: HashMap<&MapData, CtKey, CtVal> = HashMap::try_from(self.map(maps::CONNTRACK)?)
+            .map_err(|source| DatapathError::Map {
+                map: maps::CONNTRACK,
+                source,
+            })?;
+        Ok(ct.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Packets per reason code, summed over CPUs (codes that never occurred are left out).
+    pub fn stats(&self) -> Result<BTreeMap<u16, u64>, DatapathError> {
+        let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map(maps::STATS)?)
+            .map_err(|source| DatapathError::Map {
+                map: maps::STATS,
+                source,
+            })?;
+        let mut out = BTreeMap::new();
+        for i in 0..datapath::STAT_SLOTS {
+            let per_cpu = arr.get(&i, 0).map_err(|source| DatapathError::Map {
+                map: maps::STATS,
+                source,
+            })?;
+            let n: u64 = per_cpu.iter().sum();
+            if n > 0 {
+                out.insert(i as u16, n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes every event waiting in the ring buffer.
+    pub fn drain_events(&mut self) -> Result<Vec<Event>, DatapathError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::EVENTS)
+            .ok_or(DatapathError::Missing(maps::EVENTS))?;
+        let mut rb = RingBuf::try_from(map).map_err(|source| DatapathError::Map {
+            map: maps::EVENTS,
+            source,
+        })?;
+        let mut out = Vec::new();
+        while let Some(item) = rb.next() {
+            if let Some(e) = Event::from_bytes(&item) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the pins of every map (the maps live on while this process holds them).
+    pub fn unpin(&self) -> Result<(), DatapathError> {
+        for name in maps::ALL {
+            let path = self.pin_dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(DatapathError::PinDir { path, source });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fresh inner map of `outer`'s layout holding `entries`.
+fn new_inner<K: aya::Pod, V: aya::Pod>(
+    outer: &'static str,
+    map_type: u32,
+    entries: &[(K, V)],
+    name: &str,
+) -> Result<MapData, DatapathError> {
+    let syscall = |call, source| DatapathError::Syscall {
+        call,
+        map: outer,
+        source,
+    };
+    // INVARIANT: type, key size, value size and flags equal the inner template in maps.h,
+    // or the kernel refuses the map in the outer slot.
+    let fd: OwnedFd = sys::create_map(
+        map_type,
+        size_of::<K>() as u32,
+        size_of::<V>() as u32,
+        (entries.len() as u32).max(1),
+        sys::BPF_F_NO_PREALLOC,
+        name,
+    )
+    .map_err(|e| syscall("BPF_MAP_CREATE", e))?;
+    let keys: Vec<K> = entries.iter().map(|(k, _)| *k).collect();
+    let values: Vec<V> = entries.iter().map(|(_, v)| *v).collect();
+    sys::update_all(
+        fd.as_fd(),
+        datapath::as_bytes(&keys),
+        datapath::as_bytes(&values),
+        size_of::<K>(),
+        size_of::<V>(),
+    )
+    .map_err(|e| syscall("BPF_MAP_UPDATE_BATCH", e))?;
+    MapData::from_fd(fd).map_err(|source| DatapathError::Map { map: outer, source })
+}
+
+/// Tables of a spec, for callers that want to inspect a generation before writing it.
+pub fn generation_tables(spec: &GenerationSpec<'_>) -> Result<Tables, DatapathError> {
+    Ok(tables(spec)?)
+}

@@ -1,0 +1,365 @@
+//! Shared by the datapath tests: a private bpffs per test, a loaded datapath, packet builders
+//! and BPF_PROG_TEST_RUN.
+
+// mount(2)/umount(2) of the per-test bpffs.
+#![allow(unsafe_code)]
+#![allow(dead_code)]
+
+use aya::programs::{TestRun, TestRunOptions};
+use compiler::bundle::{Bundle, IpcacheEntry, Options};
+use compiler::identity::Identity;
+use compiler::lower::{compile, Compiled};
+use enforcer::datapath::programs;
+use enforcer::{Datapath, GenerationSpec, LoadOptions};
+use std::ffi::CString;
+use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+
+/// The node's own address and another node's, as the agent would add them to the ipcache.
+pub const HOST_IP: &str = "10.0.0.1";
+pub const REMOTE_NODE_IP: &str = "172.16.0.1";
+
+/// A bpffs mounted on a fresh directory, unmounted and removed on drop (also when the test
+/// panics), so that no pin outlives its test.
+pub struct Bpffs {
+    path: PathBuf,
+}
+
+impl Bpffs {
+    pub fn new(tag: &str) -> Bpffs {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "plc-bpffs-{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create the bpffs mount point");
+        let target = CString::new(path.as_os_str().as_bytes()).expect("path");
+        let fstype = CString::new("bpf").expect("cstr");
+        // SAFETY: valid C strings; no data argument.
+        let r = unsafe {
+            libc::mount(
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = std::fs::remove_dir(&path);
+            panic!(
+                "cannot mount a bpffs at {} ({e}): the datapath tests need root",
+                path.display()
+            );
+        }
+        Bpffs { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if let Ok(target) = CString::new(self.path.as_os_str().as_bytes()) {
+            // SAFETY: valid C string.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// A datapath loaded into its own bpffs. Field order: the datapath drops (closing its maps)
+/// before the bpffs is unmounted.
+pub struct Node {
+    pub dp: Datapath,
+    pub fs: Bpffs,
+}
+
+impl Node {
+    pub fn load(tag: &str) -> Node {
+        let fs = Bpffs::new(tag);
+        let mut opts = LoadOptions::new(fs.path().join("plc"));
+        // Small tables: many tests load at once.
+        opts.ct_max_entries = Some(16384);
+        opts.frag_max_entries = Some(1024);
+        let dp = match Datapath::load(&opts) {
+            Ok(dp) => dp,
+            // The error carries the verifier log.
+            Err(e) => {
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg.push_str(&format!("\n  caused by: {s}"));
+                    src = s.source();
+                }
+                panic!("{msg}")
+            }
+        };
+        Node { dp, fs }
+    }
+
+    /// Writes `bundle` as the next generation, with the node and a remote node in the
+    /// ipcache.
+    pub fn write(&mut self, bundle: &Bundle) -> enforcer::Swap {
+        let mut spec = GenerationSpec::new(bundle);
+        spec.extra_ipcache = node_ipcache();
+        self.dp.write_generation(&spec).expect("write generation")
+    }
+
+    pub fn write_spec(&mut self, spec: &GenerationSpec<'_>) -> enforcer::Swap {
+        self.dp.write_generation(spec).expect("write generation")
+    }
+
+    /// Runs a program on a packet: (TC verdict, skb->mark afterwards).
+    pub fn run(&self, program: &'static str, packet: &[u8]) -> (u32, u32) {
+        self.run_on(program, packet, 0)
+    }
+
+    /// Like [`Node::run`] with `skb->ifindex` taken from the interface `ifindex` (0 or 1:
+    /// loopback; BPF_PROG_TEST_RUN needs an interface that exists).
+    pub fn run_on(&self, program: &'static str, packet: &[u8], ifindex: u32) -> (u32, u32) {
+        let prog = self.dp.program(program).expect("program");
+        let mut ctx_in = [0u8; SK_BUFF_SIZE];
+        ctx_in[SK_BUFF_IFINDEX..SK_BUFF_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut ctx_out = [0u8; SK_BUFF_SIZE];
+        let opts = TestRunOptions {
+            data_in: Some(packet),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::new()
+        };
+        let r = prog
+            .test_run(opts)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {program}: {e}"));
+        let mark = u32::from_ne_bytes(
+            ctx_out[SK_BUFF_MARK..SK_BUFF_MARK + 4]
+                .try_into()
+                .expect("4 bytes"),
+        );
+        (r.return_value, mark)
+    }
+
+    /// `plc_from_ep`: the packet leaves its source endpoint (that endpoint's egress).
+    pub fn egress(&self, packet: &[u8]) -> (u32, u32) {
+        self.run(programs::FROM_EP, packet)
+    }
+
+    /// `plc_to_ep`: the packet enters its destination endpoint (that endpoint's ingress).
+    pub fn ingress(&self, packet: &[u8]) -> (u32, u32) {
+        self.run(programs::TO_EP, packet)
+    }
+}
+
+/// `struct __sk_buff`: its size and the offsets of `mark` and `ifindex`.
+const SK_BUFF_SIZE: usize = 192;
+const SK_BUFF_MARK: usize = 8;
+const SK_BUFF_IFINDEX: usize = 40;
+
+pub fn node_ipcache() -> Vec<IpcacheEntry> {
+    vec![
+        IpcacheEntry {
+            prefix: format!("{HOST_IP}/32").parse().expect("prefix"),
+            identity: Identity::HOST,
+        },
+        IpcacheEntry {
+            prefix: format!("{REMOTE_NODE_IP}/32").parse().expect("prefix"),
+            identity: Identity::REMOTE_NODE,
+        },
+    ]
+}
+
+/// Compiles a YAML tree; panics on any error diagnostic.
+pub fn compile_tree(yaml: &str, options: Options) -> Compiled {
+    let checked = policy_lang::check_sources(vec![("tree.yaml".into(), yaml.to_owned())]);
+    let errors: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == policy_lang::Severity::Error)
+        .collect();
+    assert!(errors.is_empty(), "tree has errors: {errors:#?}");
+    compile(&checked.tree, &checked.sources, None, options)
+}
+
+pub fn shop() -> Compiled {
+    compile_tree(include_str!("../fixtures/shop.yaml"), Options::default())
+}
+
+/// What a test packet carries above IP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Sctp {
+        sport: u16,
+        dport: u16,
+    },
+    /// ICMP or ICMPv6 by the packet's family.
+    Icmp {
+        kind: u8,
+        id: u16,
+    },
+    /// Any other protocol, no header.
+    Raw {
+        proto: u8,
+    },
+}
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const FIN: u8 = 0x01;
+pub const RST: u8 = 0x04;
+
+impl L4 {
+    pub fn proto(&self, v6: bool) -> u8 {
+        match self {
+            L4::Tcp { .. } => 6,
+            L4::Udp { .. } => 17,
+            L4::Sctp { .. } => 132,
+            L4::Icmp { .. } => {
+                if v6 {
+                    58
+                } else {
+                    1
+                }
+            }
+            L4::Raw { proto } => *proto,
+        }
+    }
+
+    pub fn header(&self) -> Vec<u8> {
+        match *self {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => {
+                let mut h = vec![0u8; 20];
+                h[0..2].copy_from_slice(&sport.to_be_bytes());
+                h[2..4].copy_from_slice(&dport.to_be_bytes());
+                h[4..8].copy_from_slice(&1u32.to_be_bytes());
+                h[12] = 5 << 4;
+                h[13] = flags;
+                h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+                h
+            }
+            L4::Udp { sport, dport } => {
+                let mut h = vec![0u8; 8];
+                h[0..2].copy_from_slice(&sport.to_be_bytes());
+                h[2..4].copy_from_slice(&dport.to_be_bytes());
+                h[4..6].copy_from_slice(&8u16.to_be_bytes());
+                h
+            }
+            L4::Sctp { sport, dport } => {
+                let mut h = vec![0u8; 12];
+                h[0..2].copy_from_slice(&sport.to_be_bytes());
+                h[2..4].copy_from_slice(&dport.to_be_bytes());
+                h
+            }
+            L4::Icmp { kind, id } => {
+                let mut h = vec![0u8; 8];
+                h[0] = kind;
+                h[4..6].copy_from_slice(&id.to_be_bytes());
+                h[6..8].copy_from_slice(&1u16.to_be_bytes());
+                h
+            }
+            L4::Raw { .. } => Vec::new(),
+        }
+    }
+}
+
+pub const ETH_HLEN: usize = 14;
+
+fn eth(ethertype: u16) -> Vec<u8> {
+    let mut e = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+    e.extend_from_slice(&ethertype.to_be_bytes());
+    e
+}
+
+/// An Ethernet frame with an IPv4 or IPv6 packet (by the addresses' family) carrying `l4`
+/// and `payload` bytes.
+pub fn packet(src: IpAddr, dst: IpAddr, l4: L4, payload: usize) -> Vec<u8> {
+    let mut body = l4.header();
+    body.extend((0..payload).map(|i| i as u8));
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut p = eth(0x0800);
+            p.extend(ipv4_header(
+                s.octets(),
+                d.octets(),
+                l4.proto(false),
+                &[],
+                body.len(),
+            ));
+            p.extend(body);
+            p
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut p = eth(0x86dd);
+            p.extend(ipv6_header(
+                s.octets(),
+                d.octets(),
+                l4.proto(true),
+                body.len(),
+            ));
+            p.extend(body);
+            p
+        }
+        _ => panic!("mixed families"),
+    }
+}
+
+/// An IPv4 header with `options` (padded to 4 bytes) for a body of `body` bytes.
+pub fn ipv4_header(s: [u8; 4], d: [u8; 4], proto: u8, options: &[u8], body: usize) -> Vec<u8> {
+    let mut opts = options.to_vec();
+    while !opts.len().is_multiple_of(4) {
+        opts.push(0);
+    }
+    let hlen = 20 + opts.len();
+    let mut h = vec![0u8; 20];
+    h[0] = 0x40 | (hlen / 4) as u8;
+    h[2..4].copy_from_slice(&((hlen + body) as u16).to_be_bytes());
+    h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    h[6] = 0x40; // DF
+    h[8] = 64;
+    h[9] = proto;
+    h[12..16].copy_from_slice(&s);
+    h[16..20].copy_from_slice(&d);
+    h.extend(opts);
+    h
+}
+
+pub fn ipv6_header(s: [u8; 16], d: [u8; 16], next: u8, payload: usize) -> Vec<u8> {
+    let mut h = vec![0u8; 40];
+    h[0] = 0x60;
+    h[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+    h[6] = next;
+    h[7] = 64;
+    h[8..24].copy_from_slice(&s);
+    h[24..40].copy_from_slice(&d);
+    h
+}
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
