@@ -309,3 +309,412 @@ fn verdicts_equal_the_bundle_evaluator() {
     }
     eprintln!("{} flows agree", flows.len());
 }
+
+fn ct_entry(
+    node: &Node,
+    ep: &str,
+    peer: &str,
+    ep_port: u16,
+    peer_port: u16,
+) -> Option<enforcer::datapath::CtVal> {
+    let (_, ep_addr) = datapath::addr_bytes(ip(ep));
+    let (_, peer_addr) = datapath::addr_bytes(ip(peer));
+    node.dp
+        .conntrack()
+        .expect("conntrack")
+        .into_iter()
+        .find(|(k, _)| {
+            k.ep_addr == ep_addr
+                && k.peer_addr == peer_addr
+                && k.ep_port == ep_port
+                && k.peer_port == peer_port
+        })
+        .map(|(_, v)| v)
+}
+
+fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    packet(
+        ip(src),
+        ip(dst),
+        L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+        0,
+    )
+}
+
+fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    packet(ip(src), ip(dst), L4::Udp { sport, dport }, 8)
+}
+
+const A: &str = "10.2.0.1";
+const B: &str = "10.2.0.2";
+const A6: &str = "fd00:2::1";
+const B6: &str = "fd00:2::2";
+
+#[test]
+fn replies_of_allowed_connections_pass_and_nothing_else_does() {
+    let mut node = Node::load("conntrack");
+    node.write(&pair().bundle);
+
+    // a opens TCP 80 to b; b's answer passes a's default-deny ingress as a reply.
+    assert_eq!(node.egress(&tcp(A, B, 40000, 80, SYN)).0, TC_ACT_OK);
+    let ct = ct_entry(&node, A, B, 40000, 80).expect("the SYN created an entry");
+    assert_eq!(ct.origin, datapath::DIR_EGRESS);
+    assert_eq!(ct.generation, 1);
+    assert_eq!(ct.flags & datapath::CT_F_SEEN_REPLY, 0);
+    assert_eq!(node.ingress(&tcp(B, A, 80, 40000, SYN | ACK)).0, TC_ACT_OK);
+    assert_eq!(node.egress(&tcp(A, B, 40000, 80, ACK)).0, TC_ACT_OK);
+    let ct = ct_entry(&node, A, B, 40000, 80).expect("entry");
+    assert_ne!(ct.flags & datapath::CT_F_SEEN_REPLY, 0);
+
+    // A connection b opens to a is new, and a's ingress denies it; no entry is made.
+    assert_eq!(node.ingress(&tcp(B, A, 40001, 80, SYN)).0, TC_ACT_SHOT);
+    assert!(ct_entry(&node, A, B, 80, 40001).is_none());
+    // Not even on the tuple of the allowed connection with the ports swapped.
+    assert_eq!(node.ingress(&tcp(B, A, 40000, 80, SYN)).0, TC_ACT_SHOT);
+
+    // UDP: the answer to a query passes, an unsolicited datagram does not.
+    assert_eq!(node.egress(&udp(A, B, 40002, 53)).0, TC_ACT_OK);
+    assert_eq!(node.ingress(&udp(B, A, 53, 40002)).0, TC_ACT_OK);
+    assert_eq!(node.ingress(&udp(B, A, 53, 40003)).0, TC_ACT_SHOT);
+
+    // ICMP echo: the reply with the same id passes, another id does not, nor a request.
+    let world = "10.9.0.1";
+    let echo = |src: &str, dst: &str, kind: u8, id: u16| {
+        packet(ip(src), ip(dst), L4::Icmp { kind, id }, 8)
+    };
+    assert_eq!(node.egress(&echo(A, world, 8, 77)).0, TC_ACT_OK);
+    assert_eq!(node.ingress(&echo(world, A, 0, 77)).0, TC_ACT_OK);
+    assert_eq!(node.ingress(&echo(world, A, 0, 78)).0, TC_ACT_SHOT);
+    assert_eq!(node.ingress(&echo(world, A, 8, 79)).0, TC_ACT_SHOT);
+
+    // IPv6 the same way.
+    assert_eq!(node.egress(&tcp(A6, B6, 40004, 443, SYN)).0, TC_ACT_OK);
+    assert_eq!(
+        node.ingress(&tcp(B6, A6, 443, 40004, SYN | ACK)).0,
+        TC_ACT_OK
+    );
+    assert_eq!(
+        node.ingress(&tcp(B6, A6, 443, 40005, SYN | ACK)).0,
+        TC_ACT_SHOT
+    );
+
+    // RST closes; a SYN on the closed tuple is judged afresh and opens a new connection.
+    assert_eq!(node.egress(&tcp(A, B, 40000, 80, RST | ACK)).0, TC_ACT_OK);
+    let ct = ct_entry(&node, A, B, 40000, 80).expect("entry");
+    assert_ne!(ct.flags & datapath::CT_F_RST, 0);
+    assert_eq!(node.egress(&tcp(A, B, 40000, 80, SYN)).0, TC_ACT_OK);
+    let ct = ct_entry(&node, A, B, 40000, 80).expect("entry");
+    assert_eq!(ct.flags, 0, "a new connection starts clean");
+
+    // FIN from both sides closes too.
+    assert_eq!(node.ingress(&tcp(B, A, 80, 40000, SYN | ACK)).0, TC_ACT_OK);
+    assert_eq!(node.egress(&tcp(A, B, 40000, 80, FIN | ACK)).0, TC_ACT_OK);
+    assert_eq!(node.ingress(&tcp(B, A, 80, 40000, FIN | ACK)).0, TC_ACT_OK);
+    let ct = ct_entry(&node, A, B, 40000, 80).expect("entry");
+    let both = datapath::CT_F_FIN_ORIG | datapath::CT_F_FIN_REPLY;
+    assert_eq!(ct.flags & both, both);
+
+    // A RST that policy allows opens nothing.
+    assert_eq!(node.egress(&tcp(A, B, 40010, 80, RST)).0, TC_ACT_OK);
+    assert!(ct_entry(&node, A, B, 40010, 80).is_none());
+
+    let stats = node.dp.stats().expect("stats");
+    assert!(stats.get(&reason::PASS_CT_REPLY).is_some_and(|n| *n >= 4));
+    assert!(stats
+        .get(&reason::DROP_DEFAULT_DENY)
+        .is_some_and(|n| *n >= 5));
+}
+
+#[test]
+fn a_new_generation_rechecks_established_connections() {
+    let mut node = Node::load("swap");
+    assert_eq!(node.write(&pair().bundle).generation, 1);
+    // Two connections under generation 1: TCP 80 (the next revision drops it), TCP 443.
+    for port in [80, 443] {
+        assert_eq!(node.egress(&tcp(A, B, 41000, port, SYN)).0, TC_ACT_OK);
+        assert_eq!(
+            node.ingress(&tcp(B, A, port, 41000, SYN | ACK)).0,
+            TC_ACT_OK
+        );
+    }
+
+    let swap = node.write(&pair_v2().bundle);
+    assert_eq!((swap.generation, swap.slot), (2, 0));
+    assert_eq!(node.dp.live_generation().expect("live"), 2);
+    for map in [
+        datapath::maps::IPCACHE,
+        datapath::maps::POLICY,
+        datapath::maps::ENDPOINTS,
+    ] {
+        assert!(node.dp.slot_filled(map, 0).expect("slot"), "{map} slot 0");
+        assert!(
+            !node.dp.slot_filled(map, 1).expect("slot"),
+            "{map} slot 1 is freed"
+        );
+    }
+
+    // Replies are not re-judged; the next packet in the original direction is, and the
+    // revision cuts TCP 80 but keeps TCP 443.
+    assert_eq!(node.egress(&tcp(A, B, 41000, 80, ACK)).0, TC_ACT_SHOT);
+    assert!(
+        ct_entry(&node, A, B, 41000, 80).is_none(),
+        "the denied entry is gone"
+    );
+    assert_eq!(node.ingress(&tcp(B, A, 80, 41000, ACK)).0, TC_ACT_SHOT);
+    assert_eq!(node.egress(&tcp(A, B, 41000, 443, ACK)).0, TC_ACT_OK);
+    assert_eq!(
+        ct_entry(&node, A, B, 41000, 443).map(|c| c.generation),
+        Some(2)
+    );
+    assert_eq!(node.egress(&tcp(A, B, 41001, 8080, SYN)).0, TC_ACT_OK);
+    assert_eq!(node.egress(&tcp(A, B, 41002, 80, SYN)).0, TC_ACT_SHOT);
+
+    // And back: generation 3 lives in slot 1.
+    let swap = node.write(&pair().bundle);
+    assert_eq!((swap.generation, swap.slot), (3, 1));
+    assert_eq!(node.egress(&tcp(A, B, 41003, 80, SYN)).0, TC_ACT_OK);
+    assert_eq!(node.egress(&tcp(A, B, 41004, 8080, SYN)).0, TC_ACT_SHOT);
+    assert!(!node
+        .dp
+        .slot_filled(datapath::maps::POLICY, 0)
+        .expect("slot"));
+}
+
+#[test]
+fn a_restarted_agent_keeps_enforcing_from_the_pins() {
+    let mut node = Node::load("restart");
+    node.write(&pair().bundle);
+    for name in datapath::maps::ALL {
+        assert!(node.dp.pin_dir().join(name).exists(), "{name} is pinned");
+    }
+    assert_eq!(node.egress(&tcp(A, B, 42000, 80, SYN)).0, TC_ACT_OK);
+    // policyd dies; its successor loads the programs again on the same pins and enforces
+    // generation 1, conntrack included, without writing anything.
+    let Node { dp, fs } = node;
+    let pin_dir = dp.pin_dir().to_owned();
+    drop(dp);
+    let dp = enforcer::Datapath::load(&enforcer::LoadOptions::new(&pin_dir)).expect("reload");
+    assert_eq!(dp.live_generation().expect("live"), 1);
+    let run = |p: &[u8]| run_on(&dp, programs::TO_EP, p, 0).0;
+    assert_eq!(
+        run(&tcp(B, A, 80, 42000, SYN | ACK)),
+        TC_ACT_OK,
+        "conntrack survived"
+    );
+    assert_eq!(run(&tcp(B, A, 42001, 80, SYN)), TC_ACT_SHOT);
+    let node = Node { dp, fs };
+    assert_eq!(node.egress(&tcp(A, B, 42002, 22, SYN)).0, TC_ACT_SHOT);
+}
+
+#[test]
+fn fragments_follow_their_first_fragment() {
+    let mut node = Node::load("fragments");
+    node.write(&pair().bundle);
+    let udp_body = |sport: u16, dport: u16| {
+        let mut b = L4::Udp { sport, dport }.header();
+        b.extend([0u8; 16]);
+        b
+    };
+    let (a, b) = (ip(A), ip(B));
+    // Allowed datagram: first fragment records the ports, the rest follow.
+    let first = ipv4_fragment(a, b, 17, 0x100, 0, true, &udp_body(43000, 53));
+    let rest = ipv4_fragment(a, b, 17, 0x100, 3, false, &[0u8; 24]);
+    assert_eq!(node.egress(&first).0, TC_ACT_OK);
+    assert_eq!(node.egress(&rest).0, TC_ACT_OK);
+    // A later fragment whose first never came.
+    let orphan = ipv4_fragment(a, b, 17, 0x200, 3, false, &[0u8; 24]);
+    assert_eq!(node.egress(&orphan).0, TC_ACT_SHOT);
+    // A denied datagram stays denied in every fragment.
+    let first = ipv4_fragment(a, b, 17, 0x300, 0, true, &udp_body(43001, 54));
+    let rest = ipv4_fragment(a, b, 17, 0x300, 3, false, &[0u8; 24]);
+    assert_eq!(node.egress(&first).0, TC_ACT_SHOT);
+    assert_eq!(node.egress(&rest).0, TC_ACT_SHOT);
+    // A TCP fragment at offset 8 is an overlap attack.
+    let overlap = ipv4_fragment(a, b, 6, 0x400, 1, false, &[0u8; 24]);
+    assert_eq!(node.egress(&overlap).0, TC_ACT_SHOT);
+
+    // IPv6: the fragment header, alone or behind options.
+    let (a6, b6) = (ip(A6), ip(B6));
+    for (id, opts) in [(7u32, false), (8, true)] {
+        let mut ext = Vec::new();
+        if opts {
+            ext.push((0u8, ipv6_opts()));
+        }
+        ext.push((44u8, ipv6_frag(0, true, id)));
+        let first = ipv6_with_ext(a6, b6, &ext, 17, &udp_body(43002, 53));
+        ext.pop();
+        ext.push((44u8, ipv6_frag(3, false, id)));
+        let rest = ipv6_with_ext(a6, b6, &ext, 17, &[0u8; 24]);
+        assert_eq!(node.egress(&first).0, TC_ACT_OK, "first, options {opts}");
+        assert_eq!(node.egress(&rest).0, TC_ACT_OK, "rest, options {opts}");
+    }
+    let orphan = ipv6_with_ext(a6, b6, &[(44, ipv6_frag(3, false, 9))], 17, &[0u8; 24]);
+    assert_eq!(node.egress(&orphan).0, TC_ACT_SHOT);
+    let first = ipv6_with_ext(
+        a6,
+        b6,
+        &[(44, ipv6_frag(0, true, 10))],
+        17,
+        &udp_body(43003, 54),
+    );
+    let rest = ipv6_with_ext(a6, b6, &[(44, ipv6_frag(3, false, 10))], 17, &[0u8; 24]);
+    assert_eq!(node.egress(&first).0, TC_ACT_SHOT);
+    assert_eq!(node.egress(&rest).0, TC_ACT_SHOT);
+
+    let stats = node.dp.stats().expect("stats");
+    assert_eq!(stats.get(&reason::DROP_FRAG_UNKNOWN), Some(&2));
+    assert_eq!(stats.get(&reason::DROP_FRAG_OVERLAP), Some(&1));
+}
+
+#[test]
+fn events_name_endpoint_identities_rule_and_l7_set() {
+    let compiled = shop();
+    let bundle = &compiled.bundle;
+    let mut node = Node::load("events");
+    node.write(bundle);
+    node.dp.drain_events().expect("drain");
+    let web = bundle.endpoint("shop/web").expect("web");
+    let api = bundle.endpoint("shop/api").expect("api");
+    let web_id = bundle
+        .endpoints
+        .iter()
+        .position(|e| e.name == "shop/web")
+        .expect("web") as u32;
+    let evaluator = Evaluator::new(bundle);
+
+    // web -> api TCP 8080 goes to the proxy.
+    let p = tcp("10.1.0.10", "10.1.0.20", 44000, 8080, SYN);
+    let (verdict, mark) = node.egress(&p);
+    assert_eq!(verdict, TC_ACT_OK);
+    let side = evaluator
+        .side(
+            web_id as usize,
+            compiler::bundle::Dir::Egress,
+            &Peer::Ip(ip("10.1.0.20")),
+            6,
+            8080,
+        )
+        .expect("side");
+    assert_eq!(side.reason, SideReason::Redirected);
+    let set = side.l7[0];
+    assert_eq!(mark, datapath::MARK_REDIRECT | (set << 16));
+    let events = node.dp.drain_events().expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = events[0];
+    assert_eq!(e.verdict, datapath::EV_REDIRECT);
+    assert_eq!(e.reason, reason::PASS_REDIRECT);
+    assert_eq!(u32::from(e.l7_set), set);
+    assert_eq!(e.l7_set_any, datapath::NONE_U16);
+    assert_eq!(e.endpoint_id, web_id);
+    assert_eq!(e.direction, datapath::DIR_EGRESS);
+    assert_eq!(
+        (e.src_identity, e.dst_identity),
+        (web.identity.0, api.identity.0)
+    );
+    assert_eq!(e.rule_id, side.matched[0].rules[0]);
+    assert_eq!(
+        (e.source(), e.destination()),
+        (Some(ip("10.1.0.10")), Some(ip("10.1.0.20")))
+    );
+    assert_eq!(
+        (e.protocol, e.sport, e.dport, e.generation),
+        (6, 44000, 8080, 1)
+    );
+    // Established packets make no events.
+    assert_eq!(
+        node.egress(&tcp("10.1.0.10", "10.1.0.20", 44000, 8080, ACK))
+            .1,
+        mark
+    );
+    assert!(node.dp.drain_events().expect("events").is_empty());
+
+    // web -> 198.51.100.200 is denied by rule; the drop names it.
+    let p = tcp("10.1.0.10", "198.51.100.200", 44001, 443, SYN);
+    assert_eq!(node.egress(&p).0, TC_ACT_SHOT);
+    let side = evaluator
+        .side(
+            web_id as usize,
+            compiler::bundle::Dir::Egress,
+            &Peer::Ip(ip("198.51.100.200")),
+            6,
+            443,
+        )
+        .expect("side");
+    assert_eq!(side.reason, SideReason::Denied);
+    let events = node.dp.drain_events().expect("events");
+    let e = events[0];
+    assert_eq!(
+        (e.verdict, e.reason),
+        (datapath::EV_DROP, reason::DROP_POLICY_DENY)
+    );
+    let deny = side
+        .matched
+        .iter()
+        .find(|m| m.verdict == compiler::bundle::EntryVerdict::Deny)
+        .expect("deny entry");
+    assert_eq!(e.rule_id, deny.rules[0]);
+    assert_eq!(reason::name(e.reason), "policy-deny");
+}
+
+#[test]
+fn interface_binding_stops_spoofed_sources() {
+    let compiled = pair();
+    let mut node = Node::load("spoof");
+    let mut spec = enforcer::GenerationSpec::new(&compiled.bundle);
+    // BPF_PROG_TEST_RUN runs on loopback (ifindex 1): `a` is bound there, `b` elsewhere.
+    spec.ifindex.insert(ip(A), 1);
+    spec.ifindex.insert(ip(B), 1_000_000);
+    node.write_spec(&spec);
+    let eps = node.dp.endpoints().expect("endpoints");
+    assert_eq!(eps.len(), 4);
+    assert!(eps.iter().any(|(_, v)| v.ifindex == 1_000_000));
+    assert_eq!(node.egress(&tcp(A, B, 45000, 80, SYN)).0, TC_ACT_OK);
+    assert_eq!(node.egress(&tcp(B, A, 45001, 80, SYN)).0, TC_ACT_SHOT);
+    assert_eq!(
+        node.egress(&tcp(A6, B6, 45002, 80, SYN)).0,
+        TC_ACT_OK,
+        "unbound"
+    );
+    let stats = node.dp.stats().expect("stats");
+    assert_eq!(stats.get(&reason::DROP_SPOOFED), Some(&1));
+}
+
+#[test]
+fn what_is_not_an_endpoint_flow() {
+    let mut node = Node::load("l2");
+    node.write(&pair().bundle);
+    // ARP and neighbour discovery pass: a pod cannot live without them.
+    assert_eq!(node.egress(&arp()).0, TC_ACT_OK);
+    assert_eq!(node.ingress(&arp()).0, TC_ACT_OK);
+    let ns = packet(
+        ip("fe80::1"),
+        ip("ff02::1:ff00:1"),
+        L4::Icmp { kind: 135, id: 0 },
+        16,
+    );
+    assert_eq!(node.ingress(&ns).0, TC_ACT_OK);
+    assert_eq!(node.egress(&ns).0, TC_ACT_OK);
+    // Any other ethertype is dropped, and so is a source that is no endpoint.
+    let p = tcp(A, B, 46000, 80, SYN);
+    assert_eq!(
+        node.egress(&with_ethertype(p.clone(), 0x8100)).0,
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        node.egress(&tcp("10.2.0.99", B, 46001, 80, SYN)).0,
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        node.ingress(&tcp(B, "10.2.0.99", 46002, 80, SYN)).0,
+        TC_ACT_SHOT
+    );
+    let stats = node.dp.stats().expect("stats");
+    assert_eq!(stats.get(&reason::PASS_ARP), Some(&2));
+    assert_eq!(stats.get(&reason::PASS_ND), Some(&2));
+    assert_eq!(stats.get(&reason::DROP_UNKNOWN_L3), Some(&1));
+    assert_eq!(stats.get(&reason::DROP_UNKNOWN_EP), Some(&2));
+}

@@ -132,25 +132,7 @@ impl Node {
     /// Like [`Node::run`] with `skb->ifindex` taken from the interface `ifindex` (0 or 1:
     /// loopback; BPF_PROG_TEST_RUN needs an interface that exists).
     pub fn run_on(&self, program: &'static str, packet: &[u8], ifindex: u32) -> (u32, u32) {
-        let prog = self.dp.program(program).expect("program");
-        let mut ctx_in = [0u8; SK_BUFF_SIZE];
-        ctx_in[SK_BUFF_IFINDEX..SK_BUFF_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut ctx_out = [0u8; SK_BUFF_SIZE];
-        let opts = TestRunOptions {
-            data_in: Some(packet),
-            ctx_in: Some(&ctx_in),
-            ctx_out: Some(&mut ctx_out),
-            ..TestRunOptions::new()
-        };
-        let r = prog
-            .test_run(opts)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {program}: {e}"));
-        let mark = u32::from_ne_bytes(
-            ctx_out[SK_BUFF_MARK..SK_BUFF_MARK + 4]
-                .try_into()
-                .expect("4 bytes"),
-        );
-        (r.return_value, mark)
+        run_on(&self.dp, program, packet, ifindex)
     }
 
     /// `plc_from_ep`: the packet leaves its source endpoint (that endpoint's egress).
@@ -162,6 +144,29 @@ impl Node {
     pub fn ingress(&self, packet: &[u8]) -> (u32, u32) {
         self.run(programs::TO_EP, packet)
     }
+}
+
+/// Runs a program of `dp` on a packet with BPF_PROG_TEST_RUN: (TC verdict, skb->mark after).
+pub fn run_on(dp: &Datapath, program: &'static str, packet: &[u8], ifindex: u32) -> (u32, u32) {
+    let prog = dp.program(program).expect("program");
+    let mut ctx_in = [0u8; SK_BUFF_SIZE];
+    ctx_in[SK_BUFF_IFINDEX..SK_BUFF_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut ctx_out = [0u8; SK_BUFF_SIZE];
+    let opts = TestRunOptions {
+        data_in: Some(packet),
+        ctx_in: Some(&ctx_in),
+        ctx_out: Some(&mut ctx_out),
+        ..TestRunOptions::new()
+    };
+    let r = prog
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {program}: {e}"));
+    let mark = u32::from_ne_bytes(
+        ctx_out[SK_BUFF_MARK..SK_BUFF_MARK + 4]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    (r.return_value, mark)
 }
 
 /// `struct __sk_buff`: its size and the offsets of `mark` and `ifindex`.
@@ -362,4 +367,88 @@ pub fn ipv6_header(s: [u8; 16], d: [u8; 16], next: u8, payload: usize) -> Vec<u8
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
+}
+
+pub fn pair() -> Compiled {
+    compile_tree(include_str!("../fixtures/pair.yaml"), Options::default())
+}
+
+pub fn pair_v2() -> Compiled {
+    compile_tree(include_str!("../fixtures/pair-v2.yaml"), Options::default())
+}
+
+/// An IPv4 fragment: `offset` in 8-byte units, `more` = MF; `body` is what follows the IP
+/// header (the L4 header only in a first fragment).
+pub fn ipv4_fragment(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    id: u16,
+    offset: u16,
+    more: bool,
+    body: &[u8],
+) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        panic!("IPv4 only")
+    };
+    let mut p = eth(0x0800);
+    let mut h = ipv4_header(s.octets(), d.octets(), proto, &[], body.len());
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    let frag = offset | if more { 0x2000 } else { 0 };
+    h[6..8].copy_from_slice(&frag.to_be_bytes());
+    p.extend(h);
+    p.extend_from_slice(body);
+    p
+}
+
+/// An IPv6 packet whose extension headers are `ext` (each `(type, bytes)`, bytes starting
+/// with the next-header byte, which this fills in) followed by `proto` and `body`.
+pub fn ipv6_with_ext(
+    src: IpAddr,
+    dst: IpAddr,
+    ext: &[(u8, Vec<u8>)],
+    proto: u8,
+    body: &[u8],
+) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else {
+        panic!("IPv6 only")
+    };
+    let first = ext.first().map(|(t, _)| *t).unwrap_or(proto);
+    let mut payload = Vec::new();
+    for (i, (_, bytes)) in ext.iter().enumerate() {
+        let mut b = bytes.clone();
+        b[0] = ext.get(i + 1).map(|(t, _)| *t).unwrap_or(proto);
+        payload.extend(b);
+    }
+    payload.extend_from_slice(body);
+    let mut p = eth(0x86dd);
+    p.extend(ipv6_header(s.octets(), d.octets(), first, payload.len()));
+    p.extend(payload);
+    p
+}
+
+/// An 8-byte IPv6 options header (hop-by-hop or destination options): PadN.
+pub fn ipv6_opts() -> Vec<u8> {
+    vec![0, 0, 1, 4, 0, 0, 0, 0]
+}
+
+/// An IPv6 fragment header.
+pub fn ipv6_frag(offset: u16, more: bool, id: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    let fo = (offset << 3) | u16::from(more);
+    b[2..4].copy_from_slice(&fo.to_be_bytes());
+    b[4..8].copy_from_slice(&id.to_be_bytes());
+    b
+}
+
+pub fn arp() -> Vec<u8> {
+    let mut p = eth(0x0806);
+    p.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    p.extend_from_slice(&[0u8; 20]);
+    p
+}
+
+pub fn with_ethertype(mut p: Vec<u8>, ethertype: u16) -> Vec<u8> {
+    p[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    p
 }
