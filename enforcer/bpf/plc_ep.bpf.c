@@ -75,7 +75,11 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
 		c.src_identity = ep->identity;
 	else
 		c.dst_identity = ep->identity;
-	if (ep->ifindex && ep->ifindex != skb->ifindex)
+	/* The endpoint side must be a local endpoint on this very interface: anything else is
+	 * a spoofed source (or a misrouted destination). */
+	if (!ep->ifindex)
+		return plc_drop(skb, &c, PLC_DROP_NOT_LOCAL);
+	if (ep->ifindex != skb->ifindex)
 		return plc_drop(skb, &c, PLC_DROP_SPOOFED);
 
 	/* A workload reaching itself (any of its addresses) is always allowed. */

@@ -95,6 +95,7 @@ pub mod reason {
     pub const DROP_NO_GENERATION: u16 = 141;
     pub const DROP_UNKNOWN_EP: u16 = 142;
     pub const DROP_SPOOFED: u16 = 143;
+    pub const DROP_NOT_LOCAL: u16 = 144;
 
     /// A stable lowercase name for flow logs and metrics labels.
     pub fn name(code: u16) -> &'static str {
@@ -124,6 +125,7 @@ pub mod reason {
             DROP_NO_GENERATION => "no-generation",
             DROP_UNKNOWN_EP => "unknown-endpoint",
             DROP_SPOOFED => "spoofed-source",
+            DROP_NOT_LOCAL => "not-local",
             _ => "unknown",
         }
     }
@@ -431,6 +433,7 @@ pub const C_CONSTANTS: &[(&str, u64)] = &[
     ("PLC_DROP_NO_GENERATION", reason::DROP_NO_GENERATION as u64),
     ("PLC_DROP_UNKNOWN_EP", reason::DROP_UNKNOWN_EP as u64),
     ("PLC_DROP_SPOOFED", reason::DROP_SPOOFED as u64),
+    ("PLC_DROP_NOT_LOCAL", reason::DROP_NOT_LOCAL as u64),
     ("PLC_STAT_EVENTS_LOST", STAT_EVENTS_LOST as u64),
     ("PLC_STAT_SLOTS", STAT_SLOTS as u64),
 ];

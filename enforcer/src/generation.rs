@@ -14,8 +14,9 @@ pub struct GenerationSpec<'a> {
     /// nodes (`remote-node`), and so on. A prefix the bundle also has keeps the bundle's
     /// identity.
     pub extra_ipcache: Vec<IpcacheEntry>,
-    /// The host-side interface of an endpoint address. Addresses without one are not bound:
-    /// the programs then skip the interface check for them.
+    /// The host-side interface of each local endpoint address. Addresses without one belong
+    /// to endpoints on other nodes: the programs judge no packet for them (`not-local`), and
+    /// use them only for the self rule (a workload's pods on different nodes).
     pub ifindex: BTreeMap<IpAddr, u32>,
 }
 

@@ -505,26 +505,109 @@ fn events_name_endpoint_identities_rule_and_l7_set() {
 }
 
 #[test]
-fn interface_binding_stops_spoofed_sources() {
+fn only_local_endpoints_on_their_own_interface_are_judged() {
     let compiled = pair();
     let mut node = Node::load("spoof");
     let mut spec = enforcer::GenerationSpec::new(&compiled.bundle);
-    // BPF_PROG_TEST_RUN runs on loopback (ifindex 1): `a` is bound there, `b` elsewhere.
-    spec.ifindex.insert(ip(A), 1);
+    // `a` is local on loopback (where BPF_PROG_TEST_RUN runs), `b` on another interface;
+    // their IPv6 addresses are left unbound, as if they were pods of another node.
+    spec.ifindex.insert(ip(A), LO);
     spec.ifindex.insert(ip(B), 1_000_000);
     node.write_spec(&spec);
     let eps = node.dp.endpoints().expect("endpoints");
     assert_eq!(eps.len(), 4);
-    assert!(eps.iter().any(|(_, v)| v.ifindex == 1_000_000));
+    assert_eq!(eps.iter().filter(|(_, v)| v.ifindex == 0).count(), 2);
     assert_eq!(node.egress(&tcp(A, B, 45000, 80, SYN)).0, TC_ACT_OK);
+    // A packet from `b`'s address on `a`'s interface, and one to it.
     assert_eq!(node.egress(&tcp(B, A, 45001, 80, SYN)).0, TC_ACT_SHOT);
+    assert_eq!(node.ingress(&tcp(A, B, 45002, 80, SYN)).0, TC_ACT_SHOT);
+    assert_eq!(node.egress(&tcp(A6, B6, 45003, 80, SYN)).0, TC_ACT_SHOT);
+    let stats = node.dp.stats().expect("stats");
+    assert_eq!(stats.get(&reason::DROP_SPOOFED), Some(&2));
+    assert_eq!(stats.get(&reason::DROP_NOT_LOCAL), Some(&1));
+}
+
+const REPLICAS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-abc-1
+  namespace: s
+  labels:
+    app: web
+  ownerReferences:
+    - apiVersion: apps/v1
+      kind: ReplicaSet
+      name: web-abc
+      uid: "1"
+      controller: true
+spec:
+  containers:
+    - name: web
+      image: web:1
+status:
+  podIP: 10.4.0.1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-abc-2
+  namespace: s
+  labels:
+    app: web
+  ownerReferences:
+    - apiVersion: apps/v1
+      kind: ReplicaSet
+      name: web-abc
+      uid: "1"
+      controller: true
+spec:
+  containers:
+    - name: web
+      image: web:1
+status:
+  podIP: 10.4.0.2
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all
+  namespace: s
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+"#;
+
+#[test]
+fn a_workload_reaches_its_pods_on_other_nodes() {
+    // Two pods of one workload under a deny-all policy; only the first is on this node.
+    let compiled = compile_tree(REPLICAS, compiler::bundle::Options::default());
+    assert_eq!(compiled.bundle.endpoints.len(), 1, "one workload");
+    let flow = compiler::flow::Flow {
+        from: Peer::Workload(0),
+        to: Peer::Workload(0),
+        protocol: policy_lang::model::Protocol::Udp,
+        port: 9,
+        http: None,
+        dns: None,
+    };
+    let decision = Evaluator::new(&compiled.bundle).evaluate(&flow);
+    assert!(decision.self_traffic && decision.verdict == Verdict::Allowed);
+    let mut node = Node::load("self");
+    let mut spec = enforcer::GenerationSpec::new(&compiled.bundle);
+    spec.ifindex.insert(ip("10.4.0.1"), LO);
+    node.write_spec(&spec);
+    let out = udp("10.4.0.1", "10.4.0.2", 47000, 9);
+    let back = udp("10.4.0.2", "10.4.0.1", 47001, 9);
+    assert_eq!(node.egress(&out).0, TC_ACT_OK);
+    assert_eq!(node.ingress(&back).0, TC_ACT_OK);
+    // Anyone else is denied.
     assert_eq!(
-        node.egress(&tcp(A6, B6, 45002, 80, SYN)).0,
-        TC_ACT_OK,
-        "unbound"
+        node.egress(&udp("10.4.0.1", "10.4.0.3", 47002, 9)).0,
+        TC_ACT_SHOT
     );
     let stats = node.dp.stats().expect("stats");
-    assert_eq!(stats.get(&reason::DROP_SPOOFED), Some(&1));
+    assert_eq!(stats.get(&reason::PASS_SELF), Some(&2));
 }
 
 #[test]

@@ -328,7 +328,13 @@ fn is_nd(p: &[u8]) -> bool {
 
 #[test]
 fn random_corruption_passes_only_what_no_policy_stops() {
-    let compiled = compile_tree(include_str!("fixtures/deny-all.yaml"), Options::default());
+    // The host switch off too: nothing at all may pass by policy.
+    let compiled = compile_tree(
+        include_str!("fixtures/deny-all.yaml"),
+        Options {
+            allow_host_ingress: false,
+        },
+    );
     let mut node = Node::load("corruption");
     node.write(&compiled.bundle);
     let x: Vec<Vec<u8>> = ["10.3.0.1", "fd00:3::1"]
@@ -407,7 +413,7 @@ fn random_corruption_passes_only_what_no_policy_stops() {
         0usize..24,
     );
     let mut runner = TestRunner::new(Config {
-        cases: 4000,
+        cases: 8000,
         failure_persistence: None,
         ..Config::default()
     });

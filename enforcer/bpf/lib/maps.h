@@ -100,6 +100,7 @@
 #define PLC_DROP_NO_GENERATION 141 /* no policy generation written yet */
 #define PLC_DROP_UNKNOWN_EP 142    /* the endpoint side's address is no endpoint */
 #define PLC_DROP_SPOOFED 143       /* endpoint address on another interface */
+#define PLC_DROP_NOT_LOCAL 144     /* endpoint address of another node's endpoint */
 
 /* Index in plc_stat_v1 counting events the ring buffer had no room for. */
 #define PLC_STAT_EVENTS_LOST 255
@@ -158,7 +159,7 @@ struct plc_ep_val {
 	__u32 endpoint_id; /* index of the endpoint in the generation's bundle */
 	__u32 policy_id;   /* index of its policy in the generation's bundle */
 	__u32 identity;
-	__u32 ifindex;     /* host-side veth; 0 = not bound, no interface check */
+	__u32 ifindex;     /* host-side veth; 0 = an endpoint of another node */
 	__u8 flags;        /* PLC_EP_F_* */
 	__u8 pad[3];
 };
@@ -299,9 +300,10 @@ struct {
 
 /*
  * plc_ep_v1: ARRAY_OF_MAPS, 2 slots. Inner: HASH struct plc_ep_key -> struct plc_ep_val,
- * the local endpoints by address. Per generation because the endpoint -> policy id mapping,
- * the enforcement flags and the host switch change with every revision. Inner max entries:
- * sized by policyd. Writer: policyd.
+ * every endpoint of the bundle by address: local ones with their interface, others (ifindex
+ * 0) only so that the self rule knows a workload's pods on other nodes. Per generation
+ * because the endpoint -> policy id mapping, the enforcement flags and the host switch change
+ * with every revision. Inner max entries: sized by policyd. Writer: policyd.
  */
 struct plc_ep_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -114,11 +114,10 @@ impl Node {
         Node { dp, fs }
     }
 
-    /// Writes `bundle` as the next generation, with the node and a remote node in the
-    /// ipcache.
+    /// Writes `bundle` as the next generation: every endpoint local on loopback (where
+    /// BPF_PROG_TEST_RUN runs packets), the node and a remote node in the ipcache.
     pub fn write(&mut self, bundle: &Bundle) -> enforcer::Swap {
-        let mut spec = GenerationSpec::new(bundle);
-        spec.extra_ipcache = node_ipcache();
+        let spec = local_spec(bundle);
         self.dp.write_generation(&spec).expect("write generation")
     }
 
@@ -201,6 +200,21 @@ pub fn test_run_takes(p: &[u8]) -> bool {
 const SK_BUFF_SIZE: usize = 192;
 const SK_BUFF_MARK: usize = 8;
 const SK_BUFF_IFINDEX: usize = 40;
+
+/// Loopback's interface index: BPF_PROG_TEST_RUN gives packets this `skb->ifindex`.
+pub const LO: u32 = 1;
+
+/// A spec with every endpoint of `bundle` bound to loopback and [`node_ipcache`].
+pub fn local_spec(bundle: &Bundle) -> GenerationSpec<'_> {
+    let mut spec = GenerationSpec::new(bundle);
+    spec.extra_ipcache = node_ipcache();
+    for e in &bundle.endpoints {
+        for ip in &e.ips {
+            spec.ifindex.insert(*ip, LO);
+        }
+    }
+    spec
+}
 
 pub fn node_ipcache() -> Vec<IpcacheEntry> {
     vec![
