@@ -341,6 +341,15 @@ unsafe impl aya::Pod for FragKey {}
 unsafe impl aya::Pod for FragVal {}
 unsafe impl aya::Pod for Event {}
 
+/// A value read back from raw map bytes (`None` when the length is wrong).
+pub(crate) fn from_bytes<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() != size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; `T: Pod` accepts any bytes; the read is unaligned.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
 /// Anything whose bytes are its value, for the raw batch calls.
 pub(crate) fn as_bytes<T: aya::Pod>(v: &[T]) -> &[u8] {
     // SAFETY: `T: Pod` has no padding bytes and no invalid bit patterns.

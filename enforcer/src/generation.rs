@@ -52,6 +52,26 @@ pub struct Tables {
     pub endpoints: Vec<(EpKey, EpVal)>,
 }
 
+impl Tables {
+    /// The canonical order: by family and address, by policy, peer, direction, protocol and
+    /// port. The kernel iterates maps in its own order; readers sort with this.
+    pub fn sort(&mut self) {
+        self.ipcache
+            .sort_by_key(|(k, _)| (k.family, k.addr, k.prefixlen));
+        self.policy.sort_by_key(|(k, _)| {
+            (
+                u32::from_be(k.policy_id),
+                u32::from_be(k.peer_identity),
+                k.direction,
+                k.protocol,
+                u16::from_be(k.port),
+                k.prefixlen,
+            )
+        });
+        self.endpoints.sort_by_key(|(k, _)| (k.family, k.addr));
+    }
+}
+
 /// The policy key of a bundle entry.
 pub fn policy_key(policy_id: u32, key: &compiler::bundle::EntryKey) -> PolKey {
     let direction = match key.direction {
@@ -95,7 +115,6 @@ pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
         .into_iter()
         .map(|(p, id)| (IpcKey::new(p), IpcVal { identity: id }))
         .collect();
-    ipc.sort_by_key(|(k, _)| (k.family, k.addr, k.prefixlen));
 
     let mut policy = Vec::new();
     for (pid, p) in bundle.policies.iter().enumerate() {
@@ -120,17 +139,6 @@ pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
             ));
         }
     }
-    policy.sort_by_key(|(k, _)| {
-        (
-            k.policy_id,
-            k.peer_identity,
-            k.direction,
-            k.protocol,
-            k.port,
-            k.prefixlen,
-        )
-    });
-
     let mut endpoints: BTreeMap<IpAddr, (usize, EpVal)> = BTreeMap::new();
     for (eid, ep) in bundle.endpoints.iter().enumerate() {
         let p = bundle.policies.get(ep.policy as usize).ok_or_else(|| {
@@ -175,11 +183,13 @@ pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
         .map(|(ip, (_, v))| (EpKey::new(ip), v))
         .collect();
 
-    Ok(Tables {
+    let mut t = Tables {
         ipcache: ipc,
         policy,
         endpoints,
-    })
+    };
+    t.sort();
+    Ok(t)
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Loads the endpoint programs with their pinned maps, writes policy generations and flips
 //! them atomically, and reads the maps back (conntrack, statistics, events).
 
-use crate::datapath::{self, maps, programs, CtKey, CtVal, EpKey, EpVal, Event};
+use crate::datapath::{
+    self, maps, programs, CtKey, CtVal, EpKey, EpVal, Event, IpcKey, IpcVal, PolKey, PolVal,
+};
 use crate::generation::{tables, GenerationError, GenerationSpec, Tables};
 use crate::sys;
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf};
@@ -324,34 +326,54 @@ impl Datapath {
         }
     }
 
-    /// The endpoints of the live generation.
-    pub fn endpoints(&self) -> Result<Vec<(EpKey, EpVal)>, DatapathError> {
+    /// The inner map of a per-generation map in the live generation's slot.
+    fn live_inner(&self, name: &'static str) -> Result<Option<MapData>, DatapathError> {
         let slot = self.live_generation()? & 1;
-        let outer: ArrayOfMaps<&MapData, MapData> =
-            ArrayOfMaps::try_from(self.map(maps::ENDPOINTS)?).map_err(|source| {
-                DatapathError::Map {
-                    map: maps::ENDPOINTS,
+        let outer: ArrayOfMaps<&MapData, MapData> = ArrayOfMaps::try_from(self.map(name)?)
+            .map_err(|source| DatapathError::Map { map: name, source })?;
+        match outer.get(&slot, 0) {
+            Ok(m) => Ok(Some(m)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DatapathError::Map { map: name, source }),
+        }
+    }
+
+    fn read_live<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<Vec<(K, V)>, DatapathError> {
+        let Some(inner) = self.live_inner(name)? else {
+            return Ok(Vec::new());
+        };
+        let raw =
+            sys::entries(inner.fd().as_fd(), size_of::<K>(), size_of::<V>()).map_err(|source| {
+                DatapathError::Syscall {
+                    call: "BPF_MAP_GET_NEXT_KEY",
+                    map: name,
                     source,
                 }
             })?;
-        let inner = match outer.get(&slot, 0) {
-            Ok(m) => m,
-            Err(aya::maps::MapError::KeyNotFound) => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(DatapathError::Map {
-                    map: maps::ENDPOINTS,
-                    source,
-                })
-            }
+        Ok(raw
+            .iter()
+            .filter_map(|(k, v)| Some((datapath::from_bytes(k)?, datapath::from_bytes(v)?)))
+            .collect())
+    }
+
+    /// The live generation's tables as the kernel holds them, in [`Tables::sort`] order
+    /// (`cilium-dbg bpf policy get`, for us).
+    pub fn live_tables(&self) -> Result<Tables, DatapathError> {
+        let mut t = Tables {
+            ipcache: self.read_live::<IpcKey, IpcVal>(maps::IPCACHE)?,
+            policy: self.read_live::<PolKey, PolVal>(maps::POLICY)?,
+            endpoints: self.read_live::<EpKey, EpVal>(maps::ENDPOINTS)?,
         };
-        let hash: HashMap<MapData, EpKey, EpVal> =
-            HashMap::try_from(Map::HashMap(inner)).map_err(|source| DatapathError::Map {
-                map: maps::ENDPOINTS,
-                source,
-            })?;
-        let mut out: Vec<(EpKey, EpVal)> = hash.iter().filter_map(Result::ok).collect();
-        out.sort_by_key(|(k, _)| (k.family, k.addr));
-        Ok(out)
+        t.sort();
+        Ok(t)
+    }
+
+    /// The endpoints of the live generation.
+    pub fn endpoints(&self) -> Result<Vec<(EpKey, EpVal)>, DatapathError> {
+        Ok(self.live_tables()?.endpoints)
     }
 
     /// Every conntrack entry.
@@ -454,9 +476,4 @@ fn new_inner<K: aya::Pod, V: aya::Pod>(
     )
     .map_err(|e| syscall("BPF_MAP_UPDATE_BATCH", e))?;
     MapData::from_fd(fd).map_err(|source| DatapathError::Map { map: outer, source })
-}
-
-/// Tables of a spec, for callers that want to inspect a generation before writing it.
-pub fn generation_tables(spec: &GenerationSpec<'_>) -> Result<Tables, DatapathError> {
-    Ok(tables(spec)?)
 }

@@ -9,8 +9,10 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 pub const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -131,6 +133,45 @@ pub fn delete_elem(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<()> {
         ..Default::default()
     };
     bpf(BPF_MAP_DELETE_ELEM, &mut attr).map(drop)
+}
+
+/// Every (key, value) of a map, as raw bytes, in the kernel's iteration order. Entries that
+/// vanish while iterating are skipped.
+pub fn entries(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut key: Option<Vec<u8>> = None;
+    loop {
+        let mut next = vec![0u8; key_size];
+        let mut attr = ElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            // A null key asks for the first one.
+            key: key.as_ref().map_or(0, |k| k.as_ptr() as u64),
+            value: next.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(e) => return Err(e),
+        }
+        let mut value = vec![0u8; value_size];
+        let mut attr = ElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            key: next.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+            Ok(_) => out.push((next.clone(), value)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        key = Some(next);
+    }
 }
 
 /// Writes `count` entries whose keys and values lie back to back in `keys` and `values`.
