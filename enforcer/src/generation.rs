@@ -111,7 +111,7 @@ pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
     for e in &bundle.ipcache {
         ipcache.insert(e.prefix.trunc(), e.identity.0);
     }
-    let mut ipc: Vec<(IpcKey, IpcVal)> = ipcache
+    let ipc: Vec<(IpcKey, IpcVal)> = ipcache
         .into_iter()
         .map(|(p, id)| (IpcKey::new(p), IpcVal { identity: id }))
         .collect();
