@@ -170,7 +170,11 @@ pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
                 if *other != eid {
                     return Err(GenerationError::AddressConflict {
                         ip: *ip,
-                        first: bundle.endpoints[*other].name.clone(),
+                        first: bundle
+                            .endpoints
+                            .get(*other)
+                            .map(|e| e.name.clone())
+                            .unwrap_or_default(),
                         second: ep.name.clone(),
                     });
                 }
@@ -195,7 +199,7 @@ pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use compiler::bundle::{Dir, EntryKey};
+    use compiler::bundle::{Dir, Endpoint, EndpointPolicy, Entry, EntryKey, Options};
     use compiler::identity::Identity;
     use compiler::ports::PortPrefix;
 
@@ -228,5 +232,75 @@ mod tests {
         assert_eq!(range.prefixlen, POL_FIXED_BITS + 8 + 11);
         assert_eq!(u16::from_be(range.port), 8000 & 0xffe0);
         assert_eq!(range.direction, DIR_INGRESS);
+    }
+
+    fn bundle() -> Bundle {
+        let ep = |name: &str, ip: &str| Endpoint {
+            name: name.to_owned(),
+            identity: Identity(256),
+            ips: vec![ip.parse().expect("ip")],
+            policy: 0,
+            named_ports: Vec::new(),
+        };
+        Bundle {
+            version: compiler::bundle::BUNDLE_VERSION,
+            options: Options::default(),
+            identities: Vec::new(),
+            endpoints: vec![ep("a/x", "10.0.0.1"), ep("a/y", "10.0.0.2")],
+            policies: vec![EndpointPolicy {
+                ingress_enforced: true,
+                egress_enforced: false,
+                entries: vec![Entry {
+                    key: EntryKey {
+                        direction: Dir::Ingress,
+                        peer: Identity(0),
+                        protocol: 6,
+                        port: PortPrefix::single(80),
+                    },
+                    verdict: EntryVerdict::Redirect(3),
+                    rules: vec![7, 9],
+                }],
+            }],
+            ipcache: Vec::new(),
+            fqdn_selectors: Vec::new(),
+            l7: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn entries_carry_verdict_first_rule_and_flags() {
+        let b = bundle();
+        let t = tables(&GenerationSpec::new(&b)).expect("tables");
+        assert_eq!(t.policy.len(), 1);
+        let (_, v) = t.policy[0];
+        assert_eq!((v.verdict, v.l7_set, v.rule_id), (VERDICT_REDIRECT, 3, 7));
+        assert_eq!(t.endpoints.len(), 2);
+        let (_, e) = t.endpoints[1];
+        assert_eq!(e.endpoint_id, 1);
+        assert_eq!(e.flags, EP_F_INGRESS_ENFORCED | EP_F_ALLOW_HOST);
+        assert_eq!(e.ifindex, 0, "unbound without an ifindex");
+    }
+
+    #[test]
+    fn bundles_the_datapath_cannot_hold_are_refused() {
+        let mut b = bundle();
+        b.endpoints[1].ips = b.endpoints[0].ips.clone();
+        assert!(matches!(
+            tables(&GenerationSpec::new(&b)),
+            Err(GenerationError::AddressConflict { .. })
+        ));
+        let mut b = bundle();
+        b.policies[0].entries[0].verdict = EntryVerdict::Redirect(70_000);
+        assert!(matches!(
+            tables(&GenerationSpec::new(&b)),
+            Err(GenerationError::L7SetTooLarge { set: 70_000 })
+        ));
+        let mut b = bundle();
+        b.endpoints[0].policy = 5;
+        assert!(matches!(
+            tables(&GenerationSpec::new(&b)),
+            Err(GenerationError::MissingPolicy { policy: 5, .. })
+        ));
     }
 }
