@@ -7,7 +7,7 @@ use crate::datapath::{
 use crate::generation::{tables, GenerationError, GenerationSpec, Tables};
 use crate::sys;
 use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray, RingBuf};
-use aya::programs::{ProgramError, SchedClassifier};
+use aya::programs::{ProgramError, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use std::collections::BTreeMap;
 use std::io;
@@ -37,6 +37,12 @@ pub enum DatapathError {
     #[error("program `{program}`: {source}")]
     Program {
         program: &'static str,
+        source: ProgramError,
+    },
+    #[error("cannot attach `{program}` to `{interface}`: {source}")]
+    Attach {
+        program: &'static str,
+        interface: String,
         source: ProgramError,
     },
     #[error("`{0}` is missing from the datapath object")]
@@ -182,6 +188,36 @@ impl Datapath {
                 program: name,
                 source,
             })
+    }
+
+    /// Attaches the programs to an endpoint's host-side interface: `plc_from_ep` at its tc
+    /// ingress (what the pod sends), `plc_to_ep` at its tc egress (what it receives). TCX
+    /// where the kernel has it (6.6), clsact otherwise. The links last as long as `self`.
+    pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        // Needed only without TCX; an existing clsact is fine, and any real problem shows in
+        // the attach below.
+        let _ = aya::programs::tc::qdisc_add_clsact(ifname);
+        for (name, at) in [
+            (programs::FROM_EP, TcAttachType::Ingress),
+            (programs::TO_EP, TcAttachType::Egress),
+        ] {
+            let prog: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::Missing(name))?
+                .try_into()
+                .map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
+            prog.attach(ifname, at)
+                .map_err(|source| DatapathError::Attach {
+                    program: name,
+                    interface: ifname.to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     fn map(&self, name: &'static str) -> Result<&Map, DatapathError> {

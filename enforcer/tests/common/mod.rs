@@ -498,3 +498,73 @@ pub fn with_ethertype(mut p: Vec<u8>, ethertype: u16) -> Vec<u8> {
     p[12..14].copy_from_slice(&ethertype.to_be_bytes());
     p
 }
+
+/// Moves the calling thread into a fresh network namespace of its own (it and the processes
+/// it starts see only that namespace; the rest of the process and the host are untouched).
+pub fn private_netns() {
+    // SAFETY: unshare of the network namespace affects only the calling thread.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        r,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Runs `ip` with `args` in the calling thread's network namespace.
+pub fn ip_cmd(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn ifindex(name: &str) -> u32 {
+    let c = CString::new(name).expect("name");
+    // SAFETY: valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(i, 0, "no interface {name}");
+    i
+}
+
+/// Sends one Ethernet frame out of interface `name` with a packet socket. A frame that a tc
+/// egress program drops fails with ENOBUFS (the device refused it).
+pub fn send_frame(name: &str, frame: &[u8]) -> std::io::Result<()> {
+    // SAFETY: plain socket calls on a descriptor this function owns and closes; the address
+    // is a zeroed sockaddr_ll with its fields set.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex(name) as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        );
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n == frame.len() as isize {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+}
