@@ -73,6 +73,7 @@ pub struct Decision {
 /// A bundle with its lookup tables built (the maps as the datapath holds them).
 pub struct Evaluator<'b> {
     pub bundle: &'b Bundle,
+    identity_namespace: HashMap<Identity, u32>,
     policy_maps: Vec<HashMap<EntryKey, &'b Entry>>,
     http: HashMap<u32, Vec<CompiledHttp>>,
 }
@@ -131,8 +132,10 @@ impl<'b> Evaluator<'b> {
                 http.insert(i as u32, compiled);
             }
         }
+        let identity_namespace = bundle.identity_namespaces.iter().copied().collect();
         Evaluator {
             bundle,
+            identity_namespace,
             policy_maps,
             http,
         }
@@ -196,6 +199,22 @@ impl<'b> Evaluator<'b> {
         }
     }
 
+    /// The peer keys a packet is looked up under: each identity, its class, its namespace's
+    /// pseudo-identity (workloads), and "any peer".
+    pub fn lookup_keys(&self, identities: &[Identity]) -> Vec<Identity> {
+        let mut keys = Vec::new();
+        for id in identities {
+            keys.push(*id);
+            keys.extend(id.class());
+            if let Some(ns) = self.identity_namespace.get(id) {
+                keys.push(Identity::namespace(*ns));
+            }
+        }
+        keys.push(Identity::ANY);
+        keys.dedup();
+        keys
+    }
+
     /// Longest-prefix lookup in one endpoint policy for one peer identity.
     fn lpm(
         &self,
@@ -251,11 +270,7 @@ impl<'b> Evaluator<'b> {
         };
         let peer_identities = self.peer_identities(peer);
         let mut matched: Vec<Entry> = Vec::new();
-        for id in peer_identities
-            .iter()
-            .copied()
-            .chain(std::iter::once(Identity::ANY))
-        {
+        for id in self.lookup_keys(&peer_identities) {
             if let Some(e) = self.lpm(ep.policy as usize, direction, id, protocol, port) {
                 if !matched.iter().any(|m| m.key == e.key) {
                     matched.push(e.clone());
