@@ -4,7 +4,11 @@
 //! the exit-code contract, colour choice and writing to stdout and stderr.
 
 mod check;
+mod compile;
+mod inspect;
+mod layout;
 mod report;
+mod tree;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::ffi::OsStr;
@@ -21,8 +25,12 @@ pub const EXIT_ERROR: u8 = 2;
 const ABOUT: &str = "Checks and compiles Kubernetes and Cilium network policies kept in Git";
 
 const AFTER_HELP: &str = "\
-Exit status: 0 when nothing fails, 1 when there are failing findings, \
-2 for usage errors and for paths that cannot be read.";
+Results go to stdout, logs and diagnostics to stderr. Each verb documents its examples in
+`policyc VERB --help`.
+
+Exit status: 0 when the answer is yes (nothing fails, the flow is allowed, no difference), 1
+when it is no (failing findings, a denied flow, differences), 2 for usage errors, paths that
+cannot be read and trees with errors where a compiled tree is needed.";
 
 #[derive(Debug, Parser)]
 #[command(name = "policyc", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -43,6 +51,10 @@ pub struct Cli {
 enum Command {
     /// Loads and validates policy trees and reports every finding.
     Check(check::CheckArgs),
+    /// Compiles a policy tree into the bundle that the datapath enforces.
+    Compile(compile::CompileArgs),
+    /// Lists a compiled bundle like a dump of the datapath's maps.
+    Inspect(inspect::InspectArgs),
 }
 
 /// The `--color` setting.
@@ -79,6 +91,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(args) => check::run(&args, cli.color),
+        Command::Compile(args) => compile::run(&args, cli.color),
+        Command::Inspect(args) => inspect::run(&args),
     };
     ExitCode::from(code)
 }

@@ -1,5 +1,6 @@
 //! Integration tests: run the built `policyc` on the fixtures under `testdata/` and snapshot it.
 
 mod check;
+mod compile;
 mod examples;
 mod util;
