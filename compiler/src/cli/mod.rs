@@ -7,7 +7,9 @@ mod check;
 mod compile;
 mod inspect;
 mod layout;
+mod paint;
 mod report;
+mod trace;
 mod tree;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -55,6 +57,8 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Lists a compiled bundle like a dump of the datapath's maps.
     Inspect(inspect::InspectArgs),
+    /// Explains the verdict on one flow, rule by rule and entry by entry.
+    Trace(trace::TraceArgs),
 }
 
 /// The `--color` setting.
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args, cli.color),
         Command::Compile(args) => compile::run(&args, cli.color),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Trace(args) => trace::run(&args, cli.color),
     };
     ExitCode::from(code)
 }

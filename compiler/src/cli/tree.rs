@@ -9,7 +9,9 @@ use super::{log, ColorChoice, EXIT_ERROR};
 use compiler::bundle::Options;
 use compiler::ir::Origin;
 use compiler::lower::{self, Compiled};
-use policy_lang::Checked;
+use compiler::reference::RuleRef;
+use policy_lang::model::PolicyKind;
+use policy_lang::{Checked, SourceMap};
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 
@@ -52,6 +54,41 @@ pub fn load(paths: &[PathBuf], color: ColorChoice, label: Option<&str>) -> Resul
 /// `1 error`, `2 errors`.
 pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A reference evaluator's rule as an [`Origin`] (file, line, column from the span; the
+/// description from the bundle's copy of the same rule when it has one).
+pub fn origin_of(rule: &RuleRef, sources: &SourceMap, bundle_rules: &[Origin]) -> Origin {
+    let (file, line, column) = match sources.locate(rule.span) {
+        Some((f, start, _)) => (f.path.display().to_string(), start.line, start.column),
+        None => (sources.path(rule.span.file).display().to_string(), 0, 0),
+    };
+    let namespace = if rule.policy_kind == PolicyKind::CiliumClusterwideNetworkPolicy {
+        String::new()
+    } else {
+        rule.namespace.clone()
+    };
+    let kind = rule.policy_kind.as_str().to_owned();
+    let description = bundle_rules
+        .iter()
+        .find(|o| {
+            o.kind == kind
+                && o.namespace == namespace
+                && o.name == rule.name
+                && o.rule_index == rule.rule_index
+        })
+        .map(|o| o.description.clone())
+        .unwrap_or_default();
+    Origin {
+        kind,
+        namespace,
+        name: rule.name.clone(),
+        rule_index: rule.rule_index,
+        file,
+        line,
+        column,
+        description,
+    }
 }
 
 /// `Kind ns/name rule #i`.

@@ -3,4 +3,5 @@
 mod check;
 mod compile;
 mod examples;
+mod trace;
 mod util;
