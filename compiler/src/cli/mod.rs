@@ -7,6 +7,7 @@ mod check;
 mod compile;
 mod inspect;
 mod layout;
+mod matrix;
 mod paint;
 mod report;
 mod trace;
@@ -59,6 +60,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Explains the verdict on one flow, rule by rule and entry by entry.
     Trace(trace::TraceArgs),
+    /// Prints which workloads may reach which, on each port.
+    Matrix(matrix::MatrixArgs),
 }
 
 /// The `--color` setting.
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => compile::run(&args, cli.color),
         Command::Inspect(args) => inspect::run(&args),
         Command::Trace(args) => trace::run(&args, cli.color),
+        Command::Matrix(args) => matrix::run(&args, cli.color),
     };
     ExitCode::from(code)
 }

@@ -3,5 +3,6 @@
 mod check;
 mod compile;
 mod examples;
+mod matrix;
 mod trace;
 mod util;
