@@ -5,6 +5,7 @@
 
 mod check;
 mod compile;
+mod diff;
 mod inspect;
 mod layout;
 mod matrix;
@@ -62,6 +63,8 @@ enum Command {
     Trace(trace::TraceArgs),
     /// Prints which workloads may reach which, on each port.
     Matrix(matrix::MatrixArgs),
+    /// Lists the flows gained and lost between two policy trees (or two Git revisions).
+    Diff(diff::DiffArgs),
 }
 
 /// The `--color` setting.
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Trace(args) => trace::run(&args, cli.color),
         Command::Matrix(args) => matrix::run(&args, cli.color),
+        Command::Diff(args) => diff::run(&args, cli.color),
     };
     ExitCode::from(code)
 }

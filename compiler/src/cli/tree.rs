@@ -13,7 +13,7 @@ use compiler::reference::RuleRef;
 use policy_lang::model::PolicyKind;
 use policy_lang::{Checked, SourceMap};
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A checked tree and what it compiles to.
 pub struct Loaded {
@@ -101,6 +101,22 @@ pub fn rule_line(o: &Origin) -> String {
     format!("{}:{} ({})", o.file, o.line, rule_name(o))
 }
 
+/// Rewrites an origin's file to be relative to `root`, then placed under `prefix` (used by
+/// `diff`, whose two trees live in different directories but share file names).
+pub fn rebase(o: &Origin, root: &Path, prefix: &Path) -> Origin {
+    let path = Path::new(&o.file);
+    let file = match path.strip_prefix(root) {
+        Ok(rest) => prefix
+            .join(rest)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
+        Err(_) => o.file.clone(),
+    };
+    Origin { file, ..o.clone() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +140,16 @@ mod tests {
             rule_line(&origin("tree/np.yaml")),
             "tree/np.yaml:12 (NetworkPolicy shop/allow-web rule #1)"
         );
+    }
+
+    #[test]
+    fn rebase_strips_the_root_and_adds_the_prefix() {
+        let o = origin("/tmp/x/base/policies/np.yaml");
+        let r = rebase(&o, Path::new("/tmp/x/base"), Path::new(""));
+        assert_eq!(r.file, "policies/np.yaml");
+        let r = rebase(&o, Path::new("/tmp/x/base"), Path::new("deploy"));
+        assert_eq!(r.file, "deploy/policies/np.yaml");
+        let other = rebase(&o, Path::new("/elsewhere"), Path::new(""));
+        assert_eq!(other.file, o.file);
     }
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod compile;
+mod diff;
 mod examples;
 mod matrix;
 mod trace;
