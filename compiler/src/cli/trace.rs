@@ -35,10 +35,10 @@ Should the two ever disagree, an internal error is printed on stderr and the exi
 Examples:
   policyc trace examples/online-shop --from shop-frontend/storefront \\
       --to shop-backend/catalog --port 8080/TCP
-  policyc trace testdata/trace/l7 --from shop/web --to shop/api --port 8080 \\
+  policyc trace testdata/trace/shop --from shop/web --to shop/api --port 8080 \\
       --http GET:/api/v1/items --header 'X-Request-Id: 42'
-  policyc trace testdata/trace/fqdn --from shop/web --to fqdn:api.example.com --port 443
-  policyc trace testdata/trace/fqdn --from shop/web --to kube-system/kube-dns \\
+  policyc trace testdata/trace/shop --from shop/web --to fqdn:api.example.com --port 443
+  policyc trace testdata/trace/shop --from shop/web --to kube-system/kube-dns \\
       --port 53/UDP --dns api.example.com
 
 Exit status:
