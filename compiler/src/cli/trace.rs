@@ -130,10 +130,15 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 
 /// Runs `policyc trace` and returns the exit status.
 pub fn run(args: &TraceArgs, color: ColorChoice) -> u8 {
-    let loaded = match tree::load(&args.paths, color, None) {
+    let mut loaded = match tree::load(&args.paths, color, None) {
         Ok(l) => l,
         Err(code) => return code,
     };
+    // The proof quotes rules: bring back the text of files loading did not keep.
+    let ids: Vec<_> = loaded.checked.sources.files().map(|(id, _)| id).collect();
+    for id in ids {
+        loaded.checked.sources.load_text(id);
+    }
     let inventory = &loaded.compiled.inventory;
     let peer = |text: &str, flag: &str| {
         Peer::parse(text, inventory).map_err(|e| {

@@ -24,7 +24,7 @@ pub struct Loaded {
 /// Checks and compiles the tree under `paths`. On errors, prints the findings to stderr and
 /// returns the exit status (2). `label` names the tree in the error line (`diff` loads two).
 pub fn load(paths: &[PathBuf], color: ColorChoice, label: Option<&str>) -> Result<Loaded, u8> {
-    let mut checked = policy_lang::check(paths);
+    let checked = policy_lang::check(paths);
     if checked.has_io_errors() || checked.errors() > 0 {
         let options = report::Options {
             color: color.resolve(
@@ -40,12 +40,6 @@ pub fn load(paths: &[PathBuf], color: ColorChoice, label: Option<&str>) -> Resul
             plural(checked.errors(), "error", "errors")
         ));
         return Err(EXIT_ERROR);
-    }
-    // Files without findings come back without their text; lowering needs it to turn spans
-    // into lines for every rule's origin.
-    let ids: Vec<_> = checked.sources.files().map(|(id, _)| id).collect();
-    for id in ids {
-        checked.sources.load_text(id);
     }
     let compiled = lower::compile(&checked.tree, &checked.sources, None, Options::default());
     Ok(Loaded { checked, compiled })
