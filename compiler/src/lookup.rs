@@ -34,6 +34,8 @@ pub struct SideDecision {
     pub enforced: bool,
     /// The identities the peer resolved to.
     pub peer_identities: Vec<Identity>,
+    /// The policy keys looked up: each identity, its class, its namespace, and "any".
+    pub keys: Vec<Identity>,
     /// The longest-prefix entry found for each peer identity and for "any peer".
     pub matched: Vec<Entry>,
     pub reason: SideReason,
@@ -270,7 +272,8 @@ impl<'b> Evaluator<'b> {
         };
         let peer_identities = self.peer_identities(peer);
         let mut matched: Vec<Entry> = Vec::new();
-        for id in self.lookup_keys(&peer_identities) {
+        let keys = self.lookup_keys(&peer_identities);
+        for id in keys.iter().copied() {
             if let Some(e) = self.lpm(ep.policy as usize, direction, id, protocol, port) {
                 if !matched.iter().any(|m| m.key == e.key) {
                     matched.push(e.clone());
@@ -307,6 +310,7 @@ impl<'b> Evaluator<'b> {
             direction,
             enforced,
             peer_identities,
+            keys,
             matched,
             reason,
             l7,

@@ -132,6 +132,14 @@ impl IdentityNames {
         }
         let mut names = BTreeMap::new();
         names.insert(Identity::ANY, "any".to_owned());
+        names.insert(Identity::CLUSTER_CLASS, "cluster".to_owned());
+        names.insert(
+            Identity::WORLD_CLASS,
+            "world (outside the cluster)".to_owned(),
+        );
+        for (i, ns) in bundle.namespaces.iter().enumerate() {
+            names.insert(Identity::namespace(i as u32), format!("namespace {ns}"));
+        }
         for info in &bundle.identities {
             let name = match &info.kind {
                 IdentityKind::Reserved { name } => name.clone(),

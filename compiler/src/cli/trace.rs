@@ -292,6 +292,8 @@ struct Side {
     allows: Vec<Origin>,
     denies: Vec<Origin>,
     peer_identities: Vec<Identity>,
+    /// The policy keys the datapath looked up, named.
+    keys: Vec<String>,
     entries: Vec<EntryView>,
 }
 
@@ -485,6 +487,7 @@ impl Cx<'_> {
             allows,
             denies,
             peer_identities: b.peer_identities.clone(),
+            keys: b.keys.iter().map(|k| self.names.label(*k)).collect(),
             entries,
         }
     }
@@ -831,18 +834,17 @@ fn write_side(out: &mut dyn Write, step: usize, s: &Side, color: bool) -> io::Re
             writeln!(out, "     allow  {}", rule_line(o))?;
         }
     }
-    let ids: Vec<String> = s.peer_identities.iter().map(|i| i.to_string()).collect();
     if s.entries.is_empty() {
         writeln!(
             out,
-            "   datapath lookup (peer {} and any): no entry",
-            ids.join(", ")
+            "   datapath lookup under {}: no entry",
+            s.keys.join(", ")
         )?;
     } else {
         writeln!(
             out,
-            "   datapath lookup (peer {} and any), longest prefix per peer:",
-            ids.join(", ")
+            "   datapath lookup under {}, longest prefix per key:",
+            s.keys.join(", ")
         )?;
         let mut rows = Vec::new();
         for e in &s.entries {
