@@ -1195,6 +1195,7 @@ mod tests {
             direction,
             enforced: true,
             peer_identities: Vec::new(),
+            keys: Vec::new(),
             matched: Vec::new(),
             reason,
             l7: Vec::new(),
