@@ -207,6 +207,11 @@ pub struct Bundle {
     pub policies: Vec<EndpointPolicy>,
     /// Sorted by prefix; longest prefix wins, no entry means `world`.
     pub ipcache: Vec<IpcacheEntry>,
+    /// Namespaces by index: `Identity::namespace(i)` in a policy key stands for every pod of
+    /// namespace `i`.
+    pub namespaces: Vec<String>,
+    /// The namespace index of each workload identity (the datapath's identity → namespace map).
+    pub identity_namespaces: Vec<(Identity, u32)>,
     pub fqdn_selectors: Vec<FqdnSelector>,
     pub l7: Vec<L7Set>,
     pub rules: Vec<Origin>,

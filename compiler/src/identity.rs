@@ -41,12 +41,39 @@ impl Identity {
     /// Local identities (CIDR prefixes, DNS-name selectors) live at 2^24 and above, as in Cilium.
     pub const FIRST_LOCAL: u32 = 1 << 24;
 
+    /// Pseudo-identity in policy keys: every peer inside the cluster (workloads and the
+    /// reserved cluster identities). Never carried by a packet; the lookup derives it.
+    pub const CLUSTER_CLASS: Identity = Identity(0xFFFF_0001);
+    /// Pseudo-identity in policy keys: every peer outside the cluster (world, CIDR and
+    /// DNS-name identities).
+    pub const WORLD_CLASS: Identity = Identity(0xFFFF_0002);
+    /// Pseudo-identities in policy keys for "every pod of namespace N" start here (N is the
+    /// namespace's index in the bundle).
+    pub const FIRST_NAMESPACE: u32 = 0xFFFE_0000;
+
+    /// The class pseudo-identity a peer identity belongs to, as the datapath derives it.
+    pub fn class(self) -> Option<Identity> {
+        match self.0 {
+            0 => None,
+            2 | 9 | 10 => Some(Identity::WORLD_CLASS),
+            n if (Identity::FIRST_LOCAL..Identity::FIRST_NAMESPACE).contains(&n) => {
+                Some(Identity::WORLD_CLASS)
+            }
+            n if n < Identity::FIRST_LOCAL => Some(Identity::CLUSTER_CLASS),
+            _ => None,
+        }
+    }
+
+    pub fn namespace(index: u32) -> Identity {
+        Identity(Identity::FIRST_NAMESPACE + index)
+    }
+
     pub fn is_reserved(self) -> bool {
         self.0 > 0 && self.0 < Identity::FIRST_WORKLOAD
     }
 
     pub fn is_local(self) -> bool {
-        self.0 >= Identity::FIRST_LOCAL
+        (Identity::FIRST_LOCAL..Identity::FIRST_NAMESPACE).contains(&self.0)
     }
 
     pub fn reserved_name(self) -> Option<&'static str> {
@@ -69,9 +96,12 @@ pub type LabelSet = BTreeMap<String, String>;
 /// Workload identities by label set. Offline, numbers are dealt in label-set order; live, the
 /// table is an input: allocation keeps every number already handed out, so a pod coming or
 /// going never renumbers another.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IdentityTable {
     by_labels: BTreeMap<LabelSet, Identity>,
+    used: std::collections::BTreeSet<u32>,
+    /// No number below this is free (allocation then costs O(1) when dealing in order).
+    free_from: u32,
 }
 
 impl IdentityTable {
@@ -92,16 +122,12 @@ impl IdentityTable {
         if let Some(id) = self.by_labels.get(labels) {
             return *id;
         }
-        let mut used: Vec<u32> = self.by_labels.values().map(|i| i.0).collect();
-        used.sort_unstable();
-        let mut next = Identity::FIRST_WORKLOAD;
-        for u in used {
-            if u == next {
-                next += 1;
-            } else if u > next {
-                break;
-            }
+        let mut next = self.free_from.max(Identity::FIRST_WORKLOAD);
+        while self.used.contains(&next) {
+            next += 1;
         }
+        self.free_from = next + 1;
+        self.used.insert(next);
         let id = Identity(next);
         self.by_labels.insert(labels.clone(), id);
         id
@@ -114,6 +140,8 @@ impl IdentityTable {
     /// Forgets label sets no longer in use (their numbers become free again).
     pub fn retain(&mut self, mut keep: impl FnMut(&LabelSet) -> bool) {
         self.by_labels.retain(|l, _| keep(l));
+        self.used = self.by_labels.values().map(|i| i.0).collect();
+        self.free_from = Identity::FIRST_WORKLOAD;
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&LabelSet, Identity)> {

@@ -11,6 +11,6 @@ pub mod inventory;
 pub mod ir;
 pub mod lookup;
 pub mod lower;
+pub mod matrix;
 pub mod ports;
 pub mod reference;
-pub mod matrix;

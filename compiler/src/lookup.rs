@@ -34,6 +34,8 @@ pub struct SideDecision {
     pub enforced: bool,
     /// The identities the peer resolved to.
     pub peer_identities: Vec<Identity>,
+    /// The policy keys looked up: each identity, its class, its namespace, and "any".
+    pub keys: Vec<Identity>,
     /// The longest-prefix entry found for each peer identity and for "any peer".
     pub matched: Vec<Entry>,
     pub reason: SideReason,
@@ -73,6 +75,7 @@ pub struct Decision {
 /// A bundle with its lookup tables built (the maps as the datapath holds them).
 pub struct Evaluator<'b> {
     pub bundle: &'b Bundle,
+    identity_namespace: HashMap<Identity, u32>,
     policy_maps: Vec<HashMap<EntryKey, &'b Entry>>,
     http: HashMap<u32, Vec<CompiledHttp>>,
 }
@@ -131,8 +134,10 @@ impl<'b> Evaluator<'b> {
                 http.insert(i as u32, compiled);
             }
         }
+        let identity_namespace = bundle.identity_namespaces.iter().copied().collect();
         Evaluator {
             bundle,
+            identity_namespace,
             policy_maps,
             http,
         }
@@ -196,6 +201,22 @@ impl<'b> Evaluator<'b> {
         }
     }
 
+    /// The peer keys a packet is looked up under: each identity, its class, its namespace's
+    /// pseudo-identity (workloads), and "any peer".
+    pub fn lookup_keys(&self, identities: &[Identity]) -> Vec<Identity> {
+        let mut keys = Vec::new();
+        for id in identities {
+            keys.push(*id);
+            keys.extend(id.class());
+            if let Some(ns) = self.identity_namespace.get(id) {
+                keys.push(Identity::namespace(*ns));
+            }
+        }
+        keys.push(Identity::ANY);
+        keys.dedup();
+        keys
+    }
+
     /// Longest-prefix lookup in one endpoint policy for one peer identity.
     fn lpm(
         &self,
@@ -251,11 +272,8 @@ impl<'b> Evaluator<'b> {
         };
         let peer_identities = self.peer_identities(peer);
         let mut matched: Vec<Entry> = Vec::new();
-        for id in peer_identities
-            .iter()
-            .copied()
-            .chain(std::iter::once(Identity::ANY))
-        {
+        let keys = self.lookup_keys(&peer_identities);
+        for id in keys.iter().copied() {
             if let Some(e) = self.lpm(ep.policy as usize, direction, id, protocol, port) {
                 if !matched.iter().any(|m| m.key == e.key) {
                     matched.push(e.clone());
@@ -292,6 +310,7 @@ impl<'b> Evaluator<'b> {
             direction,
             enforced,
             peer_identities,
+            keys,
             matched,
             reason,
             l7,

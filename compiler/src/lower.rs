@@ -61,9 +61,15 @@ struct Lowering<'a> {
     identity_labels: BTreeMap<Identity, &'a LabelSet>,
     /// Workload indexes of each identity.
     identity_workloads: BTreeMap<Identity, Vec<usize>>,
+    /// The identities all of whose workloads have pod IPs (only they can lie in an ipBlock).
+    addressed_identities: BTreeMap<Identity, Vec<usize>>,
     /// `(key, value)` → identities carrying it, to prune selector matching.
     label_index: HashMap<(&'a str, &'a str), Vec<Identity>>,
     cidr_identities: BTreeMap<ipnet::IpNet, Identity>,
+    /// Namespace names by index, and the label set selectors see for each.
+    namespaces: Vec<(String, LabelSet)>,
+    identity_namespace: BTreeMap<Identity, u32>,
+    peer_cache: HashMap<&'a EndpointSelector, Vec<Identity>>,
     fqdn_identities: BTreeMap<FqdnMatch, Identity>,
     selector_cache: HashMap<&'a EndpointSelector, Vec<Identity>>,
 }
@@ -113,6 +119,34 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
+        let namespaces: Vec<(String, LabelSet)> = inventory
+            .namespaces
+            .values()
+            .map(|n| {
+                let mut labels: LabelSet = n
+                    .labels
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            format!("{}{k}", policy_lang::selector::NAMESPACE_LABELS_PREFIX),
+                            v.clone(),
+                        )
+                    })
+                    .collect();
+                labels.insert(
+                    policy_lang::selector::NAMESPACE_LABEL.to_owned(),
+                    n.name.clone(),
+                );
+                (n.name.clone(), labels)
+            })
+            .collect();
+        let mut identity_namespace = BTreeMap::new();
+        for (id, l) in &identity_labels {
+            let ns = l.get(policy_lang::selector::NAMESPACE_LABEL);
+            if let Some(i) = namespaces.iter().position(|(n, _)| Some(n) == ns) {
+                identity_namespace.insert(*id, i as u32);
+            }
+        }
         let cidr_identities = prefixes
             .into_iter()
             .enumerate()
@@ -123,14 +157,30 @@ impl<'a> Lowering<'a> {
             .enumerate()
             .map(|(i, f)| (f, Identity(FIRST_FQDN + i as u32)))
             .collect();
+        let addressed_identities = identity_workloads
+            .iter()
+            .filter(|(_, ws)| {
+                ws.iter().all(|w| {
+                    inventory
+                        .workloads
+                        .get(*w)
+                        .is_some_and(|w| !w.ips.is_empty())
+                })
+            })
+            .map(|(id, ws)| (*id, ws.clone()))
+            .collect();
         Lowering {
             inventory,
+            addressed_identities,
             rules,
             workload_identity,
             identity_labels,
             identity_workloads,
             label_index,
             cidr_identities,
+            namespaces,
+            identity_namespace,
+            peer_cache: HashMap::new(),
             fqdn_identities,
             selector_cache: HashMap::new(),
         }
@@ -141,6 +191,34 @@ impl<'a> Lowering<'a> {
         if let Some(ids) = self.selector_cache.get(sel) {
             return ids.clone();
         }
+        let ids = self.compute_selection(sel);
+        self.selector_cache.insert(sel, ids.clone());
+        ids
+    }
+
+    /// Fills the selector cache for every subject and peer selector of the rules, on every
+    /// core.
+    fn warm_selector_cache(&mut self) {
+        let mut selectors: Vec<&'a EndpointSelector> = Vec::new();
+        for r in self.rules {
+            selectors.push(&r.subject);
+            for p in &r.peers {
+                if let Peer::Endpoints(sel) = p {
+                    selectors.push(sel);
+                }
+            }
+        }
+        selectors.sort();
+        selectors.dedup();
+        let this = &*self;
+        let results = policy_lang::parallel::map(&selectors, |_, sel| this.compute_selection(sel));
+        for (sel, ids) in selectors.into_iter().zip(results) {
+            self.selector_cache.insert(sel, ids);
+        }
+    }
+
+    /// The workload identities a selector selects.
+    fn compute_selection(&self, sel: &EndpointSelector) -> Vec<Identity> {
         let ids: Vec<Identity> = if sel.impossible {
             Vec::new()
         } else {
@@ -172,12 +250,51 @@ impl<'a> Lowering<'a> {
                     .collect(),
             }
         };
-        self.selector_cache.insert(sel, ids.clone());
         ids
     }
 
-    fn all_workload_identities(&self) -> impl Iterator<Item = Identity> + '_ {
-        self.identity_labels.keys().copied()
+    /// A selector as policy-key peers: a selector that only looks at namespaces becomes the
+    /// namespaces' pseudo-identities (one key instead of one per pod identity); any other
+    /// selector, the identities it selects.
+    fn select_peers(&mut self, sel: &'a EndpointSelector) -> Vec<Identity> {
+        let namespace_only = !sel.reqs.is_empty()
+            && sel.reqs.iter().all(|r| {
+                r.key == policy_lang::selector::NAMESPACE_LABEL
+                    || r.key
+                        .starts_with(policy_lang::selector::NAMESPACE_LABELS_PREFIX)
+            });
+        if !namespace_only || sel.impossible {
+            return self.select(sel);
+        }
+        if let Some(ids) = self.peer_cache.get(sel) {
+            return ids.clone();
+        }
+        let ids: Vec<Identity> = self
+            .namespaces
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, labels))| sel.matches(labels))
+            .map(|(i, _)| Identity::namespace(i as u32))
+            .collect();
+        self.peer_cache.insert(sel, ids.clone());
+        ids
+    }
+
+    /// The workload identities a policy-key peer stands for (for named ports).
+    fn members(&self, peer: Identity) -> Vec<Identity> {
+        if peer == Identity::ANY || peer == Identity::CLUSTER_CLASS {
+            return self.identity_workloads.keys().copied().collect();
+        }
+        if peer.0 >= Identity::FIRST_NAMESPACE {
+            let ns = peer.0 - Identity::FIRST_NAMESPACE;
+            return self
+                .identity_namespace
+                .iter()
+                .filter(|(_, n)| **n == ns)
+                .map(|(id, _)| *id)
+                .collect();
+        }
+        vec![peer]
     }
 
     /// The identities a peer stands for; `Identity::ANY` for every peer.
@@ -185,12 +302,15 @@ impl<'a> Lowering<'a> {
         match peer {
             Peer::All => vec![Identity::ANY],
             Peer::Nothing => Vec::new(),
-            Peer::Endpoints(sel) => self.select(sel),
+            Peer::Endpoints(sel) => self.select_peers(sel),
             Peer::Entity(e) => self.entity_identities(*e),
             Peer::Cidr { cidr, except, pods } => {
+                // Prefixes inside `cidr` sort right after it, up to its last address.
+                let last =
+                    ipnet::IpNet::new(cidr.broadcast(), cidr.max_prefix_len()).unwrap_or(*cidr);
                 let mut ids: Vec<Identity> = self
                     .cidr_identities
-                    .iter()
+                    .range(*cidr..=last)
                     .filter(|(p, _)| cidr.contains(*p) && !except.iter().any(|e| e.contains(*p)))
                     .map(|(_, id)| *id)
                     .collect();
@@ -203,7 +323,7 @@ impl<'a> Lowering<'a> {
                     });
                 }
                 if *pods {
-                    for (id, workloads) in &self.identity_workloads {
+                    for (id, workloads) in &self.addressed_identities {
                         let inside = workloads.iter().all(|w| {
                             let ips = &self.inventory.workloads[*w].ips;
                             !ips.is_empty()
@@ -225,27 +345,9 @@ impl<'a> Lowering<'a> {
     fn entity_identities(&self, e: Entity) -> Vec<Identity> {
         match e {
             Entity::All => vec![Identity::ANY],
-            Entity::World | Entity::WorldIpv4 | Entity::WorldIpv6 => {
-                // Every address outside the cluster: the world identities, every CIDR identity,
-                // and the addresses answered for DNS names.
-                let mut ids = vec![Identity::WORLD, Identity::WORLD_IPV4, Identity::WORLD_IPV6];
-                ids.extend(self.cidr_identities.values().copied());
-                ids.extend(self.fqdn_identities.values().copied());
-                ids
-            }
-            Entity::Cluster => {
-                let mut ids: Vec<Identity> = self.all_workload_identities().collect();
-                ids.extend([
-                    Identity::HOST,
-                    Identity::REMOTE_NODE,
-                    Identity::HEALTH,
-                    Identity::INIT,
-                    Identity::KUBE_APISERVER,
-                    Identity::INGRESS,
-                    Identity::UNMANAGED,
-                ]);
-                ids
-            }
+            // Classes are one key each; the datapath derives a packet's class from its identity.
+            Entity::World | Entity::WorldIpv4 | Entity::WorldIpv6 => vec![Identity::WORLD_CLASS],
+            Entity::Cluster => vec![Identity::CLUSTER_CLASS],
             Entity::Host => vec![Identity::HOST],
             Entity::RemoteNode => vec![Identity::REMOTE_NODE],
             Entity::KubeApiserver => vec![Identity::KUBE_APISERVER],
@@ -277,44 +379,45 @@ impl<'a> Lowering<'a> {
 
     fn run(mut self, options: Options) -> Bundle {
         let rules = self.rules;
-        // Per rule: its subject identities and peer identities.
-        let mut per_identity: BTreeMap<Identity, Vec<(usize, Vec<Identity>)>> = BTreeMap::new();
+        self.warm_selector_cache();
+        // Per rule: its peer keys (once), and the rules that select each subject identity.
+        let mut rule_peers: Vec<Vec<Identity>> = Vec::with_capacity(rules.len());
+        let mut per_identity: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
         for (ri, rule) in rules.iter().enumerate() {
             let subjects = self.select(&rule.subject);
-            if subjects.is_empty() {
-                continue;
-            }
-            let mut peers: Vec<Identity> = rule
-                .peers
-                .iter()
-                .flat_map(|p| self.peer_identities(p))
-                .collect();
+            let mut peers: Vec<Identity> = if subjects.is_empty() {
+                Vec::new()
+            } else {
+                rule.peers
+                    .iter()
+                    .flat_map(|p| self.peer_identities(p))
+                    .collect()
+            };
             peers.sort_unstable();
             peers.dedup();
+            rule_peers.push(peers);
             for s in subjects {
-                per_identity.entry(s).or_default().push((ri, peers.clone()));
+                per_identity.entry(s).or_default().push(ri);
             }
         }
-        let mut l7_sets: BTreeMap<L7Set, u32> = BTreeMap::new();
-        let mut policies: Vec<EndpointPolicy> = Vec::new();
-        let mut policy_ids: HashMap<(Identity, Vec<bundle::NamedPort>), u32> = HashMap::new();
+        // Endpoints that the same rules select, with the same named ports, get identical
+        // entries: they share one policy table (the datapath keys tables by policy id).
+        let mut policy_ids: HashMap<(Vec<usize>, Vec<bundle::NamedPort>), u32> = HashMap::new();
+        // For each distinct policy: a workload it is computed for, and the rules.
+        let mut distinct: Vec<(usize, Vec<usize>)> = Vec::new();
         let mut endpoints = Vec::new();
         let empty = Vec::new();
         for (wi, w) in self.inventory.workloads.iter().enumerate() {
             let id = self.workload_identity[wi];
             let named = named_ports_of(w);
-            let key = (id, named.clone());
-            let policy = match policy_ids.get(&key) {
-                Some(p) => *p,
-                None => {
-                    let applicable = per_identity.get(&id).unwrap_or(&empty);
-                    let p = self.endpoint_policy(wi, applicable, &mut l7_sets);
-                    policies.push(p);
-                    let pid = policies.len() as u32 - 1;
-                    policy_ids.insert(key, pid);
-                    pid
-                }
-            };
+            let applicable = per_identity.get(&id).unwrap_or(&empty);
+            let next = distinct.len() as u32;
+            let policy = *policy_ids
+                .entry((applicable.clone(), named.clone()))
+                .or_insert_with(|| {
+                    distinct.push((wi, applicable.clone()));
+                    next
+                });
             let mut ips = w.ips.clone();
             ips.sort();
             endpoints.push(bundle::Endpoint {
@@ -325,27 +428,49 @@ impl<'a> Lowering<'a> {
                 named_ports: named,
             });
         }
+        let this = &self;
+        let computed = policy_lang::parallel::map(&distinct, |_, (wi, applicable)| {
+            this.endpoint_policy(*wi, applicable, &rule_peers)
+        });
+        // L7 sets are numbered in policy order, so the bundle stays deterministic.
+        let mut l7_sets: BTreeMap<L7Set, u32> = BTreeMap::new();
+        let mut policies = Vec::with_capacity(computed.len());
+        for (mut policy, pending) in computed {
+            for (entry, set) in pending {
+                let next = l7_sets.len() as u32;
+                let id = *l7_sets.entry(set).or_insert(next);
+                if let Some(e) = policy.entries.get_mut(entry) {
+                    e.verdict = EntryVerdict::Redirect(id);
+                }
+            }
+            policies.push(policy);
+        }
         self.finish(options, endpoints, policies, l7_sets)
     }
 
     fn endpoint_policy(
         &self,
         wi: usize,
-        applicable: &[(usize, Vec<Identity>)],
-        l7_sets: &mut BTreeMap<L7Set, u32>,
-    ) -> EndpointPolicy {
-        #[derive(Default)]
-        struct Acc {
-            deny: bool,
-            allow: bool,
-            http: BTreeSet<HttpMatch>,
-            dns: BTreeSet<DnsMatch>,
-            rules: BTreeSet<u32>,
+        applicable: &[usize],
+        rule_peers: &[Vec<Identity>],
+    ) -> (EndpointPolicy, Vec<(usize, L7Set)>) {
+        /// What one rule's L4 match contributes to a key.
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        enum Says {
+            Deny,
+            Allow,
+            /// L7 rules: rule index and position of the match in the rule's ports.
+            L7(u32, u32),
         }
-        let mut acc: BTreeMap<EntryKey, Acc> = BTreeMap::new();
         let mut policy = EndpointPolicy::default();
-        for (ri, peers) in applicable {
+        // Redirect entries and their L7 sets, numbered by the caller.
+        let mut pending: Vec<(usize, L7Set)> = Vec::new();
+        // Every (key, rule, what) contribution; sorted and grouped below. Flat vectors keep
+        // millions of entries cheap.
+        let mut contributions: Vec<(EntryKey, u32, Says)> = Vec::new();
+        for ri in applicable {
             let rule = &self.rules[*ri];
+            let peers = &rule_peers[*ri];
             let dir = Dir::from(rule.direction);
             if rule.enforces {
                 match dir {
@@ -353,22 +478,37 @@ impl<'a> Lowering<'a> {
                     Dir::Egress => policy.egress_enforced = true,
                 }
             }
-            for (l4, l7) in &rule.ports {
-                // (peer, protocol, prefix) triples of this L4 match.
-                let mut keys: Vec<(Identity, u8, PortPrefix)> = Vec::new();
+            for (pi, (l4, l7)) in rule.ports.iter().enumerate() {
+                let says = match (rule.deny, l7) {
+                    (true, _) => Says::Deny,
+                    (false, None) => Says::Allow,
+                    (false, Some(_)) => Says::L7(*ri as u32, pi as u32),
+                };
+                let mut push = |peer: Identity, protocol: u8, port: PortPrefix| {
+                    contributions.push((
+                        EntryKey {
+                            direction: dir,
+                            peer,
+                            protocol,
+                            port,
+                        },
+                        *ri as u32,
+                        says,
+                    ));
+                };
                 match l4 {
-                    L4::All => keys.extend(peers.iter().map(|p| (*p, proto::ANY, PortPrefix::ALL))),
+                    L4::All => peers
+                        .iter()
+                        .for_each(|p| push(*p, proto::ANY, PortPrefix::ALL)),
                     L4::Icmp { family, icmp_type } => {
                         let p = if *family == IcmpFamily::V4 {
                             proto::ICMP
                         } else {
                             proto::ICMPV6
                         };
-                        keys.extend(
-                            peers
-                                .iter()
-                                .map(|peer| (*peer, p, PortPrefix::single(u16::from(*icmp_type)))),
-                        );
+                        peers.iter().for_each(|peer| {
+                            push(*peer, p, PortPrefix::single(u16::from(*icmp_type)))
+                        });
                     }
                     L4::Port { protocol, port } => match port {
                         PortMatch::Any | PortMatch::Range(..) => {
@@ -378,7 +518,7 @@ impl<'a> Lowering<'a> {
                             };
                             for p in protocols(*protocol) {
                                 for peer in peers {
-                                    keys.extend(prefixes.iter().map(|x| (*peer, p, *x)));
+                                    prefixes.iter().for_each(|x| push(*peer, p, *x));
                                 }
                             }
                         }
@@ -386,93 +526,100 @@ impl<'a> Lowering<'a> {
                             if dir == Dir::Ingress {
                                 // Resolved on this endpoint's own pods.
                                 for (p, n) in self.named_ports(&[wi], name, *protocol) {
-                                    keys.extend(
-                                        peers.iter().map(|peer| (*peer, p, PortPrefix::single(n))),
-                                    );
+                                    peers
+                                        .iter()
+                                        .for_each(|peer| push(*peer, p, PortPrefix::single(n)));
                                 }
                             } else {
-                                // Resolved on each peer's pods; "any peer" means every workload
-                                // with such a port.
-                                let expanded: Vec<Identity> = if peers.contains(&Identity::ANY) {
-                                    self.identity_workloads.keys().copied().collect()
-                                } else {
-                                    peers.clone()
-                                };
+                                // Resolved on each peer's pods: a class, namespace or "any peer"
+                                // key stands for its workloads that have such a port.
+                                let mut expanded: Vec<Identity> =
+                                    peers.iter().flat_map(|p| self.members(*p)).collect();
+                                expanded.sort_unstable();
+                                expanded.dedup();
                                 for peer in expanded {
                                     let Some(ws) = self.identity_workloads.get(&peer) else {
                                         continue;
                                     };
                                     for (p, n) in self.named_ports(ws, name, *protocol) {
-                                        keys.push((peer, p, PortPrefix::single(n)));
+                                        push(peer, p, PortPrefix::single(n));
                                     }
                                 }
                             }
                         }
                     },
                 }
-                for (peer, protocol, port) in keys {
-                    let a = acc
-                        .entry(EntryKey {
-                            direction: dir,
-                            peer,
-                            protocol,
-                            port,
-                        })
-                        .or_default();
-                    a.rules.insert(*ri as u32);
-                    if rule.deny {
-                        a.deny = true;
-                        continue;
-                    }
-                    match l7 {
-                        None => a.allow = true,
-                        Some(L7::Http(rules)) => a
-                            .http
-                            .extend(rules.iter().map(|h| http_match(h, *ri as u32))),
-                        Some(L7::Dns(names)) => {
-                            a.dns.extend(names.iter().map(|d| dns_match(d, *ri as u32)))
-                        }
-                    }
-                }
             }
         }
-        // Within one peer, the longest prefix decides: fold what a covering entry says into
-        // the entries it covers, so that the longest match alone gives the union's answer
-        // (a covering deny denies, a covering plain allow allows, L7 rules add up).
-        for (key, own) in &acc {
-            let (mut deny, mut allow) = (own.deny, own.allow);
-            let mut http: BTreeSet<HttpMatch> = own.http.clone();
-            let mut dns: BTreeSet<DnsMatch> = own.dns.clone();
-            let mut rules: BTreeSet<u32> = own.rules.clone();
+        contributions.sort_unstable();
+        contributions.dedup();
+        // Group by key: (key, range of contributions).
+        let mut groups: Vec<(EntryKey, std::ops::Range<usize>)> = Vec::new();
+        let mut start = 0;
+        for i in 1..=contributions.len() {
+            if i == contributions.len() || contributions[i].0 != contributions[start].0 {
+                groups.push((contributions[start].0, start..i));
+                start = i;
+            }
+        }
+        // Within one peer the longest prefix decides: fold what each covering key says into
+        // the keys it covers, so that the longest match alone gives the union's answer (a
+        // covering deny denies, a covering plain allow allows, L7 rules add up).
+        for (key, range) in &groups {
+            let mut says: Vec<(u32, Says)> = contributions[range.clone()]
+                .iter()
+                .map(|(_, r, s)| (*r, *s))
+                .collect();
             for cover in covering_keys(key) {
-                if let Some(c) = acc.get(&cover) {
-                    deny |= c.deny;
-                    allow |= c.allow;
-                    http.extend(c.http.iter().cloned());
-                    dns.extend(c.dns.iter().cloned());
-                    rules.extend(c.rules.iter().copied());
+                if let Ok(g) = groups.binary_search_by(|(k, _)| k.cmp(&cover)) {
+                    says.extend(
+                        contributions[groups[g].1.clone()]
+                            .iter()
+                            .map(|(_, r, s)| (*r, *s)),
+                    );
                 }
             }
-            let verdict = if deny {
+            let verdict = if says.iter().any(|(_, s)| *s == Says::Deny) {
                 EntryVerdict::Deny
-            } else if allow {
+            } else if says.iter().any(|(_, s)| *s == Says::Allow) {
                 EntryVerdict::Allow
             } else {
+                let mut http: BTreeSet<HttpMatch> = BTreeSet::new();
+                let mut dns: BTreeSet<DnsMatch> = BTreeSet::new();
+                for (_, s) in &says {
+                    let Says::L7(ri, pi) = s else { continue };
+                    match self
+                        .rules
+                        .get(*ri as usize)
+                        .and_then(|r| r.ports.get(*pi as usize))
+                    {
+                        Some((_, Some(L7::Http(rules)))) => {
+                            http.extend(rules.iter().map(|h| http_match(h, *ri)))
+                        }
+                        Some((_, Some(L7::Dns(names)))) => {
+                            dns.extend(names.iter().map(|d| dns_match(d, *ri)))
+                        }
+                        _ => {}
+                    }
+                }
                 let set = if !http.is_empty() {
                     L7Set::Http(http.into_iter().collect())
                 } else {
                     L7Set::Dns(dns.into_iter().collect())
                 };
-                let next = l7_sets.len() as u32;
-                EntryVerdict::Redirect(*l7_sets.entry(set).or_insert(next))
+                pending.push((policy.entries.len(), set));
+                EntryVerdict::Redirect(u32::MAX)
             };
+            let mut rules: Vec<u32> = says.iter().map(|(r, _)| *r).collect();
+            rules.sort_unstable();
+            rules.dedup();
             policy.entries.push(Entry {
                 key: *key,
                 verdict,
-                rules: rules.into_iter().collect(),
+                rules,
             });
         }
-        policy
+        (policy, pending)
     }
 
     fn finish(
@@ -551,6 +698,12 @@ impl<'a> Lowering<'a> {
             endpoints,
             policies,
             ipcache,
+            namespaces: self.namespaces.iter().map(|(n, _)| n.clone()).collect(),
+            identity_namespaces: self
+                .identity_namespace
+                .iter()
+                .map(|(id, n)| (*id, *n))
+                .collect(),
             fqdn_selectors,
             l7: l7.into_iter().map(|(_, s)| s).collect(),
             rules: self.rules.iter().map(|r| r.origin.clone()).collect(),

@@ -25,14 +25,20 @@ impl std::str::FromStr for PortProto {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let (port, proto) = s.split_once('/').unwrap_or((s, "TCP"));
-        let port: u16 = port.trim().parse().map_err(|_| format!("`{s}`: the port must be a number 0-65535 (for ICMP, the type)"))?;
+        let port: u16 = port.trim().parse().map_err(|_| {
+            format!("`{s}`: the port must be a number 0-65535 (for ICMP, the type)")
+        })?;
         let protocol = match proto.trim().to_ascii_uppercase().as_str() {
             "TCP" => Protocol::Tcp,
             "UDP" => Protocol::Udp,
             "SCTP" => Protocol::Sctp,
             "ICMP" => Protocol::Icmp,
             "ICMPV6" => Protocol::IcmpV6,
-            _ => return Err(format!("`{s}`: the protocol must be TCP, UDP, SCTP, ICMP or ICMPv6")),
+            _ => {
+                return Err(format!(
+                    "`{s}`: the protocol must be TCP, UDP, SCTP, ICMP or ICMPv6"
+                ))
+            }
         };
         Ok(PortProto { port, protocol })
     }
@@ -43,7 +49,12 @@ pub fn declared_ports(inventory: &Inventory) -> Vec<PortProto> {
     let mut ports: Vec<PortProto> = inventory
         .workloads
         .iter()
-        .flat_map(|w| w.ports.iter().map(|p| PortProto { port: p.port, protocol: p.protocol }))
+        .flat_map(|w| {
+            w.ports.iter().map(|p| PortProto {
+                port: p.port,
+                protocol: p.protocol,
+            })
+        })
         .collect();
     ports.sort();
     ports.dedup();
@@ -76,7 +87,12 @@ pub fn compute(compiled: &Compiled, ports: &[PortProto]) -> Vec<Cell> {
                     dns: None,
                 };
                 let allowed = evaluator.evaluate(&flow).verdict == Verdict::Allowed;
-                cells.push(Cell { from: a.full_name(), to: b.full_name(), port: p.to_string(), allowed });
+                cells.push(Cell {
+                    from: a.full_name(),
+                    to: b.full_name(),
+                    port: p.to_string(),
+                    allowed,
+                });
             }
         }
     }

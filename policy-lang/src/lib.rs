@@ -14,6 +14,7 @@ pub mod decode;
 pub mod kinds;
 pub mod load;
 pub mod model;
+pub mod parallel;
 pub mod selector;
 pub mod validate;
 pub mod yaml;

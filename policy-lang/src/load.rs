@@ -4,7 +4,7 @@ use crate::decode::Cx;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::kinds::{self, Decoded};
 use crate::model::Tree;
-use crate::source::{FileId, SourceMap, Span};
+use crate::source::{FileId, SourceFile, SourceMap, Span};
 use crate::yaml::{self, Node};
 use crate::SkippedObject;
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
             }
         })
     };
-    let results = parallel_map(&files, |id, path| match read(path) {
+    let results = crate::parallel::map(&files, |id, path| match read(path) {
         Ok((text, bad_utf8)) => {
             let id = FileId(id as u32);
             let mut outcome = process_text(id, &text);
@@ -149,8 +149,14 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
             }
             // The text of a file without findings is not kept: `finish` reads it again if a
             // later check reports on it.
-            let text = (!outcome.diagnostics.is_empty()).then_some(text);
-            (text, outcome)
+            // The text of an ASCII file without findings is not kept: positions come from its
+            // line starts, and `finish` reads it again if a later check reports on it.
+            let file = if outcome.diagnostics.is_empty() && text.is_ascii() {
+                SourceFile::unloaded(path.clone(), &text)
+            } else {
+                SourceFile::new(path.clone(), text)
+            };
+            (Some(file), outcome)
         }
         Err(d) => (
             None,
@@ -164,12 +170,11 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
         diagnostics,
         ..Default::default()
     };
-    for (path, (text, outcome)) in files.into_iter().zip(results) {
+    for (path, (file, outcome)) in files.into_iter().zip(results) {
         // Every file gets its id, read or not, so ids match positions.
-        match text {
-            Some(text) => loaded.sources.add(path, text),
-            None => loaded.sources.add_unloaded(path),
-        };
+        loaded
+            .sources
+            .push(file.unwrap_or_else(|| SourceFile::new(path, String::new())));
         merge(&mut loaded, outcome);
     }
     loaded
@@ -203,46 +208,6 @@ fn merge(loaded: &mut Loaded, outcome: FileOutcome) {
     loaded.skipped.append(&mut skipped);
     loaded.documents += documents;
     loaded.policies += policies;
-}
-
-/// Runs `f` over `items` on every core, keeping the results in order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len())
-        .max(1);
-    if workers == 1 {
-        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        done.push((i, f(i, item)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        for h in handles {
-            // A worker only panics on a bug; its files then stay unread rather than abort all.
-            if let Ok(done) = h.join() {
-                for (i, r) in done {
-                    if let Some(slot) = slots.get_mut(i) {
-                        *slot = Some(r);
-                    }
-                }
-            }
-        }
-    });
-    slots.into_iter().flatten().collect()
 }
 
 /// Parses one file's text and types its objects.

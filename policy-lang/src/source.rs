@@ -119,8 +119,37 @@ impl SourceFile {
         }
     }
 
+    /// An ASCII file whose text is not kept, only where its lines start (enough for
+    /// positions); [`SourceMap::load_text`] reads the text again when a report shows it.
+    pub fn unloaded(path: PathBuf, text: &str) -> SourceFile {
+        debug_assert!(text.is_ascii());
+        let mut file = SourceFile::new(path, String::new());
+        file.line_starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i as u32 + 1),
+            )
+            .collect();
+        file.unloaded = true;
+        file
+    }
+
     /// Line and column of a byte offset (clamped to the text).
     pub fn line_col(&self, offset: u32) -> LineCol {
+        if self.unloaded {
+            // Only ASCII files are unloaded: a column is a byte count.
+            let line_index = match self.line_starts.binary_search(&offset) {
+                Ok(i) => i,
+                Err(i) => i.saturating_sub(1),
+            };
+            let start = self.line_starts.get(line_index).copied().unwrap_or(0);
+            return LineCol {
+                line: line_index as u32 + 1,
+                column: offset.saturating_sub(start) + 1,
+            };
+        }
         let offset = offset.min(self.text.len() as u32);
         let line_index = match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
@@ -162,10 +191,8 @@ impl SourceMap {
         FileId(self.files.len() as u32 - 1)
     }
 
-    /// A file whose text is not held in memory (see [`SourceMap::load_text`]).
-    pub fn add_unloaded(&mut self, path: PathBuf) -> FileId {
-        let mut file = SourceFile::new(path, String::new());
-        file.unloaded = true;
+    /// Adds a file read elsewhere (see [`SourceFile::unloaded`]).
+    pub fn push(&mut self, file: SourceFile) -> FileId {
         self.files.push(file);
         FileId(self.files.len() as u32 - 1)
     }

@@ -4,7 +4,15 @@
 //! the exit-code contract, colour choice and writing to stdout and stderr.
 
 mod check;
+mod compile;
+mod diff;
+mod inspect;
+mod layout;
+mod matrix;
+mod paint;
 mod report;
+mod trace;
+mod tree;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::ffi::OsStr;
@@ -21,8 +29,12 @@ pub const EXIT_ERROR: u8 = 2;
 const ABOUT: &str = "Checks and compiles Kubernetes and Cilium network policies kept in Git";
 
 const AFTER_HELP: &str = "\
-Exit status: 0 when nothing fails, 1 when there are failing findings, \
-2 for usage errors and for paths that cannot be read.";
+Results go to stdout, logs and diagnostics to stderr. Each verb documents its examples in
+`policyc VERB --help`.
+
+Exit status: 0 when the answer is yes (nothing fails, the flow is allowed, no difference), 1
+when it is no (failing findings, a denied flow, differences), 2 for usage errors, paths that
+cannot be read and trees with errors where a compiled tree is needed.";
 
 #[derive(Debug, Parser)]
 #[command(name = "policyc", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -43,6 +55,16 @@ pub struct Cli {
 enum Command {
     /// Loads and validates policy trees and reports every finding.
     Check(check::CheckArgs),
+    /// Compiles a policy tree into the bundle that the datapath enforces.
+    Compile(compile::CompileArgs),
+    /// Lists a compiled bundle like a dump of the datapath's maps.
+    Inspect(inspect::InspectArgs),
+    /// Explains the verdict on one flow, rule by rule and entry by entry.
+    Trace(trace::TraceArgs),
+    /// Prints which workloads may reach which, on each port.
+    Matrix(matrix::MatrixArgs),
+    /// Lists the flows gained and lost between two policy trees (or two Git revisions).
+    Diff(diff::DiffArgs),
 }
 
 /// The `--color` setting.
@@ -79,6 +101,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(args) => check::run(&args, cli.color),
+        Command::Compile(args) => compile::run(&args, cli.color),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Trace(args) => trace::run(&args, cli.color),
+        Command::Matrix(args) => matrix::run(&args, cli.color),
+        Command::Diff(args) => diff::run(&args, cli.color),
     };
     ExitCode::from(code)
 }
