@@ -33,8 +33,9 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
 	struct plc_ct_key ck;
 	struct plc_ep_val *ep, *peer_ep;
 	struct plc_ct_val *ct = 0;
+	struct plc_ipc_val peer;
 	void *eps, *ipc, *pol;
-	__u32 zero = 0, slot, peer;
+	__u32 zero = 0, slot;
 	__u32 *live;
 	__u64 now = 0;
 	int r, original = 0, recheck = 0;
@@ -45,7 +46,7 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
 	c.endpoint_id = PLC_NONE_U32;
 	c.rule_id = PLC_NONE_U32;
 	c.l7_set = PLC_NONE_U16;
-	c.l7_set_any = PLC_NONE_U16;
+	c.l7_set_other = PLC_NONE_U16;
 
 	/* INVARIANT: the generation is read once; every later lookup uses its slot. */
 	live = bpf_map_lookup_elem(&plc_live_v1, &zero);
@@ -145,17 +146,17 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
 		}
 	}
 
-	ipc = bpf_map_lookup_elem(&plc_ipc_v1, &slot);
+	ipc = bpf_map_lookup_elem(&plc_ipc_v2, &slot);
 	pol = bpf_map_lookup_elem(&plc_pol_v1, &slot);
 	if (!ipc || !pol)
 		return plc_drop(skb, &c, PLC_DROP_NO_GENERATION);
-	peer = plc_identity(ipc, c.p.family, dir == PLC_DIR_EGRESS ? c.p.daddr : c.p.saddr);
+	plc_identity(ipc, c.p.family, dir == PLC_DIR_EGRESS ? c.p.daddr : c.p.saddr, &peer);
 	if (dir == PLC_DIR_EGRESS)
-		c.dst_identity = peer;
+		c.dst_identity = peer.identity;
 	else
-		c.src_identity = peer;
+		c.src_identity = peer.identity;
 
-	reason = plc_policy(pol, ep, peer, &c);
+	reason = plc_policy(pol, ep, &peer, &c);
 	if (reason >= 128) {
 		if (recheck)
 			bpf_map_delete_elem(&plc_ct_v1, &ck);

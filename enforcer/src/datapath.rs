@@ -11,7 +11,7 @@ use std::net::IpAddr;
 /// Names of the pinned maps (the kernel keeps 15 characters).
 pub mod maps {
     pub const LIVE: &str = "plc_live_v1";
-    pub const IPCACHE: &str = "plc_ipc_v1";
+    pub const IPCACHE: &str = "plc_ipc_v2";
     pub const POLICY: &str = "plc_pol_v1";
     pub const ENDPOINTS: &str = "plc_ep_v1";
     pub const CONNTRACK: &str = "plc_ct_v1";
@@ -51,8 +51,15 @@ pub const CT_F_FIN_REPLY: u8 = 4;
 pub const CT_F_RST: u8 = 8;
 pub const ID_ANY: u32 = 0;
 pub const ID_HOST: u32 = 1;
+pub const ID_WORLD: u32 = 2;
 pub const ID_WORLD_V4: u32 = 9;
 pub const ID_WORLD_V6: u32 = 10;
+pub const ID_FIRST_LOCAL: u32 = 0x0100_0000;
+pub const ID_FIRST_NAMESPACE: u32 = 0xfffe_0000;
+/// Namespace indexes stay below this, so `ID_FIRST_NAMESPACE + index` never reaches a class.
+pub const NAMESPACE_LIMIT: u32 = 0x1_0000;
+pub const ID_CLUSTER_CLASS: u32 = 0xffff_0001;
+pub const ID_WORLD_CLASS: u32 = 0xffff_0002;
 pub const NONE_U16: u16 = 0xffff;
 pub const NONE_U32: u32 = 0xffff_ffff;
 pub const MARK_REDIRECT: u32 = 0x0e00;
@@ -171,6 +178,8 @@ pub struct IpcKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IpcVal {
     pub identity: u32,
+    /// Namespace index of a workload identity ([`NONE_U32`] for every other identity).
+    pub namespace: u32,
 }
 
 /// `struct plc_pol_key`: LPM key of the policy map; big-endian fields.
@@ -282,7 +291,7 @@ pub struct Event {
     pub len: u32,
     pub reason: u16,
     pub l7_set: u16,
-    pub l7_set_any: u16,
+    pub l7_set_other: u16,
     pub sport: u16,
     pub dport: u16,
     pub verdict: u8,
@@ -315,7 +324,7 @@ impl Event {
 
 const _: () = {
     assert!(size_of::<IpcKey>() == 24);
-    assert!(size_of::<IpcVal>() == 4);
+    assert!(size_of::<IpcVal>() == 8);
     assert!(size_of::<PolKey>() == 16);
     assert!(size_of::<PolVal>() == 8);
     assert!(size_of::<EpKey>() == 20);
@@ -400,7 +409,13 @@ pub const C_CONSTANTS: &[(&str, u64)] = &[
     ("PLC_CT_F_RST", CT_F_RST as u64),
     ("PLC_ID_ANY", ID_ANY as u64),
     ("PLC_ID_HOST", ID_HOST as u64),
+    ("PLC_ID_WORLD", ID_WORLD as u64),
     ("PLC_ID_WORLD_V4", ID_WORLD_V4 as u64),
+    ("PLC_ID_FIRST_LOCAL", ID_FIRST_LOCAL as u64),
+    ("PLC_ID_FIRST_NAMESPACE", ID_FIRST_NAMESPACE as u64),
+    ("PLC_NAMESPACE_LIMIT", NAMESPACE_LIMIT as u64),
+    ("PLC_ID_CLUSTER_CLASS", ID_CLUSTER_CLASS as u64),
+    ("PLC_ID_WORLD_CLASS", ID_WORLD_CLASS as u64),
     ("PLC_ID_WORLD_V6", ID_WORLD_V6 as u64),
     ("PLC_NONE_U16", NONE_U16 as u64),
     ("PLC_NONE_U32", NONE_U32 as u64),
@@ -485,6 +500,24 @@ mod tests {
             .map(|(n, v)| ((*n).to_owned(), *v))
             .collect();
         assert_eq!(c, rust);
+    }
+
+    /// The identities the programs compute with are the compiler's.
+    #[test]
+    fn identity_constants_are_the_compilers() {
+        use compiler::identity::Identity;
+        assert_eq!(ID_ANY, Identity::ANY.0);
+        assert_eq!(ID_HOST, Identity::HOST.0);
+        assert_eq!(ID_WORLD, Identity::WORLD.0);
+        assert_eq!(ID_WORLD_V4, Identity::WORLD_IPV4.0);
+        assert_eq!(ID_WORLD_V6, Identity::WORLD_IPV6.0);
+        assert_eq!(ID_FIRST_LOCAL, Identity::FIRST_LOCAL);
+        assert_eq!(ID_FIRST_NAMESPACE, Identity::FIRST_NAMESPACE);
+        assert_eq!(ID_CLUSTER_CLASS, Identity::CLUSTER_CLASS.0);
+        assert_eq!(ID_WORLD_CLASS, Identity::WORLD_CLASS.0);
+        // The last namespace below the limit stays below both classes.
+        let last = Identity::namespace(NAMESPACE_LIMIT - 1).0;
+        assert!(last < ID_CLUSTER_CLASS.min(ID_WORLD_CLASS));
     }
 
     #[test]

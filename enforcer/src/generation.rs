@@ -42,6 +42,10 @@ pub enum GenerationError {
     },
     #[error("endpoint `{endpoint}` names policy {policy}, which the bundle does not have")]
     MissingPolicy { endpoint: String, policy: u32 },
+    #[error(
+        "identity {identity} is in namespace {namespace}: the datapath holds fewer than {NAMESPACE_LIMIT} namespaces"
+    )]
+    NamespaceTooLarge { identity: u32, namespace: u32 },
 }
 
 /// The entries of one generation, sorted by key (deterministic).
@@ -104,6 +108,18 @@ pub fn policy_key(policy_id: u32, key: &compiler::bundle::EntryKey) -> PolKey {
 pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
     let bundle = spec.bundle;
 
+    // The namespace is a function of the identity (`Evaluator::lookup_keys`); the ipcache
+    // carries it beside the identity so that a packet needs no second lookup for it.
+    let mut namespace_of: BTreeMap<u32, u32> = BTreeMap::new();
+    for (id, ns) in &bundle.identity_namespaces {
+        if *ns >= NAMESPACE_LIMIT {
+            return Err(GenerationError::NamespaceTooLarge {
+                identity: id.0,
+                namespace: *ns,
+            });
+        }
+        namespace_of.insert(id.0, *ns);
+    }
     let mut ipcache: BTreeMap<ipnet::IpNet, u32> = BTreeMap::new();
     for e in &spec.extra_ipcache {
         ipcache.insert(e.prefix.trunc(), e.identity.0);
@@ -113,7 +129,13 @@ pub fn tables(spec: &GenerationSpec<'_>) -> Result<Tables, GenerationError> {
     }
     let ipc: Vec<(IpcKey, IpcVal)> = ipcache
         .into_iter()
-        .map(|(p, id)| (IpcKey::new(p), IpcVal { identity: id }))
+        .map(|(p, id)| {
+            let val = IpcVal {
+                identity: id,
+                namespace: namespace_of.get(&id).copied().unwrap_or(NONE_U32),
+            };
+            (IpcKey::new(p), val)
+        })
         .collect();
 
     let mut policy = Vec::new();
@@ -261,7 +283,18 @@ mod tests {
                     rules: vec![7, 9],
                 }],
             }],
-            ipcache: Vec::new(),
+            ipcache: vec![
+                IpcacheEntry {
+                    prefix: "10.0.0.1/32".parse().expect("prefix"),
+                    identity: Identity(256),
+                },
+                IpcacheEntry {
+                    prefix: "192.0.2.0/24".parse().expect("prefix"),
+                    identity: Identity(Identity::FIRST_LOCAL),
+                },
+            ],
+            namespaces: vec!["a".to_owned()],
+            identity_namespaces: vec![(Identity(256), 0)],
             fqdn_selectors: Vec::new(),
             l7: Vec::new(),
             rules: Vec::new(),
@@ -283,6 +316,33 @@ mod tests {
     }
 
     #[test]
+    fn the_ipcache_carries_the_namespace_of_workload_identities_only() {
+        let b = bundle();
+        let mut spec = GenerationSpec::new(&b);
+        spec.extra_ipcache = vec![IpcacheEntry {
+            prefix: "10.9.0.1/32".parse().expect("prefix"),
+            identity: Identity::HOST,
+        }];
+        let t = tables(&spec).expect("tables");
+        let got: Vec<(IpcKey, IpcVal)> = t.ipcache.clone();
+        let want = [
+            ("10.0.0.1/32", 256, 0),
+            ("10.9.0.1/32", Identity::HOST.0, NONE_U32),
+            ("192.0.2.0/24", Identity::FIRST_LOCAL, NONE_U32),
+        ]
+        .map(|(p, identity, namespace)| {
+            (
+                IpcKey::new(p.parse().expect("prefix")),
+                IpcVal {
+                    identity,
+                    namespace,
+                },
+            )
+        });
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn bundles_the_datapath_cannot_hold_are_refused() {
         let mut b = bundle();
         b.endpoints[1].ips = b.endpoints[0].ips.clone();
@@ -301,6 +361,15 @@ mod tests {
         assert!(matches!(
             tables(&GenerationSpec::new(&b)),
             Err(GenerationError::MissingPolicy { policy: 5, .. })
+        ));
+        let mut b = bundle();
+        b.identity_namespaces = vec![(Identity(256), NAMESPACE_LIMIT)];
+        assert!(matches!(
+            tables(&GenerationSpec::new(&b)),
+            Err(GenerationError::NamespaceTooLarge {
+                identity: 256,
+                namespace: NAMESPACE_LIMIT
+            })
         ));
     }
 }

@@ -268,7 +268,7 @@ impl Datapath {
             maps::IPCACHE,
             sys::BPF_MAP_TYPE_LPM_TRIE,
             &t.ipcache,
-            "plc_ipc_v1_in",
+            "plc_ipc_v2_in",
         )?;
         let pol = new_inner(
             maps::POLICY,

@@ -45,12 +45,33 @@ fn verifier_accepts_both_programs_and_nothing_passes_before_a_generation() {
 
 use common::flows::{flows, TestFlow};
 use compiler::flow::{Peer, Verdict};
+use compiler::identity::Identity;
 use compiler::lookup::{Evaluator, SideDecision, SideReason};
 use enforcer::datapath::programs;
 use std::collections::BTreeSet;
 
 fn side_ok(side: &SideDecision) -> bool {
     side.verdict() == Verdict::Allowed
+}
+
+/// The kind of peer key of the entry that decided a side (the first matched entry of the
+/// winning verdict, in lookup order), `None` when no entry decided.
+fn deciding_key(side: &SideDecision) -> Option<&'static str> {
+    use compiler::bundle::EntryVerdict;
+    let wins = |v: &EntryVerdict| match side.reason {
+        SideReason::Denied => *v == EntryVerdict::Deny,
+        SideReason::Allowed => *v == EntryVerdict::Allow,
+        SideReason::Redirected => matches!(v, EntryVerdict::Redirect(_)),
+        _ => false,
+    };
+    let e = side.matched.iter().find(|e| wins(&e.verdict))?;
+    Some(match e.key.peer {
+        Identity::ANY => "any",
+        Identity::CLUSTER_CLASS => "cluster-class",
+        Identity::WORLD_CLASS => "world-class",
+        p if p.0 >= Identity::FIRST_NAMESPACE => "namespace",
+        _ => "identity",
+    })
 }
 
 /// Checks one program's answer against the evaluator's side decision.
@@ -114,6 +135,7 @@ fn verdicts_equal_the_bundle_evaluator() {
     let flows = flows(&compiled);
     let mut errors = Vec::new();
     let mut reasons: BTreeSet<String> = BTreeSet::new();
+    let mut decided_by: BTreeSet<String> = BTreeSet::new();
     for f in &flows {
         let d = evaluator.evaluate(&f.flow);
         let p = f.packet();
@@ -152,6 +174,9 @@ fn verdicts_equal_the_bundle_evaluator() {
         }
         for s in d.egress.iter().chain(d.ingress.iter()) {
             reasons.insert(format!("{:?}", s.reason));
+            if let Some(k) = deciding_key(s) {
+                decided_by.insert(format!("{:?} by {k}", s.reason));
+            }
         }
         if d.self_traffic {
             reasons.insert("self".into());
@@ -175,6 +200,19 @@ fn verdicts_equal_the_bundle_evaluator() {
         "self",
     ] {
         assert!(reasons.contains(r), "no flow decided by {r}: {reasons:?}");
+    }
+    // ... and every kind of peer key decides some flow each way.
+    for verdict in ["Denied", "Allowed", "Redirected"] {
+        for key in [
+            "identity",
+            "cluster-class",
+            "world-class",
+            "namespace",
+            "any",
+        ] {
+            let d = format!("{verdict} by {key}");
+            assert!(decided_by.contains(&d), "no flow {d}: {decided_by:?}");
+        }
     }
     eprintln!("{} flows agree", flows.len());
 }
@@ -440,7 +478,7 @@ fn fragments_follow_their_first_fragment() {
 }
 
 #[test]
-fn events_name_endpoint_identities_rule_and_l7_set() {
+fn events_name_endpoint_identities_rule_and_l7_sets() {
     let compiled = shop();
     let bundle = &compiled.bundle;
     let mut node = Node::load("events");
@@ -477,7 +515,7 @@ fn events_name_endpoint_identities_rule_and_l7_set() {
     assert_eq!(e.verdict, datapath::EV_REDIRECT);
     assert_eq!(e.reason, reason::PASS_REDIRECT);
     assert_eq!(u32::from(e.l7_set), set);
-    assert_eq!(e.l7_set_any, datapath::NONE_U16);
+    assert_eq!(e.l7_set_other, datapath::NONE_U16);
     assert_eq!(e.endpoint_id, web_id);
     assert_eq!(e.direction, datapath::DIR_EGRESS);
     assert_eq!(
@@ -527,6 +565,44 @@ fn events_name_endpoint_identities_rule_and_l7_set() {
         .expect("deny entry");
     assert_eq!(e.rule_id, deny.rules[0]);
     assert_eq!(reason::name(e.reason), "policy-deny");
+
+    // web -> free TCP 7080: two redirects, the cluster class's first (lookup order), then
+    // the shop namespace's with another L7 set; the mark carries the first, the event both.
+    let free_id = bundle
+        .endpoints
+        .iter()
+        .position(|e| e.name == "shop/free")
+        .expect("free");
+    let p = tcp("10.1.0.10", "10.1.0.40", 44002, 7080, SYN);
+    let (verdict, mark) = node.ingress(&p);
+    assert_eq!(verdict, TC_ACT_OK);
+    let side = evaluator
+        .side(
+            free_id,
+            compiler::bundle::Dir::Ingress,
+            &Peer::Workload(web_id as usize),
+            6,
+            7080,
+        )
+        .expect("side");
+    assert_eq!(side.reason, SideReason::Redirected);
+    assert_eq!(
+        side.matched.iter().map(|m| m.key.peer).collect::<Vec<_>>(),
+        [Identity::CLUSTER_CLASS, Identity::namespace(1)],
+        "namespaces are indexed pay, shop"
+    );
+    assert_eq!(side.l7.len(), 2);
+    assert_ne!(side.l7[0], side.l7[1]);
+    assert_eq!(mark, datapath::MARK_REDIRECT | (side.l7[0] << 16));
+    let events = node.dp.drain_events().expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = events[0];
+    assert_eq!(
+        (u32::from(e.l7_set), u32::from(e.l7_set_other)),
+        (side.l7[0], side.l7[1])
+    );
+    assert_eq!(e.rule_id, side.matched[0].rules[0]);
+    assert_eq!(e.src_identity, web.identity.0);
 }
 
 #[test]

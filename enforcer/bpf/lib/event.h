@@ -18,7 +18,7 @@ struct plc_ctx {
 	__u32 dst_identity;
 	__u32 rule_id;
 	__u16 l7_set;
-	__u16 l7_set_any;
+	__u16 l7_set_other;
 	__u8 direction;
 };
 
@@ -49,7 +49,7 @@ static __always_inline void plc_emit(struct __sk_buff *skb, const struct plc_ctx
 	e->len = skb->len;
 	e->reason = reason;
 	e->l7_set = c->l7_set;
-	e->l7_set_any = c->l7_set_any;
+	e->l7_set_other = c->l7_set_other;
 	e->sport = c->p.sport;
 	e->dport = c->p.policy_port;
 	e->verdict = verdict;

@@ -49,11 +49,23 @@
 #define PLC_CT_F_FIN_REPLY 4
 #define PLC_CT_F_RST 8
 
-/* Reserved identities the datapath itself uses. */
+/* Identities the datapath itself uses (compiler::identity::Identity). */
 #define PLC_ID_ANY 0
 #define PLC_ID_HOST 1
+#define PLC_ID_WORLD 2
 #define PLC_ID_WORLD_V4 9
 #define PLC_ID_WORLD_V6 10
+/* Local identities (CIDR prefixes, DNS-name selectors) from here up to the namespaces. */
+#define PLC_ID_FIRST_LOCAL 0x1000000
+/* Policy-key pseudo-identities, never carried by a packet: the lookup derives them from
+ * the peer. A namespace's is PLC_ID_FIRST_NAMESPACE + its index in the bundle; indexes
+ * stay below PLC_NAMESPACE_LIMIT (the writer refuses others) so that they never reach the
+ * classes. Class of a peer identity: 2, 9, 10 and [FIRST_LOCAL, FIRST_NAMESPACE) are
+ * WORLD_CLASS; [1, FIRST_LOCAL) otherwise CLUSTER_CLASS; 0 and the pseudo-identities none. */
+#define PLC_ID_FIRST_NAMESPACE 0xfffe0000
+#define PLC_NAMESPACE_LIMIT 0x10000
+#define PLC_ID_CLUSTER_CLASS 0xffff0001
+#define PLC_ID_WORLD_CLASS 0xffff0002
 
 #define PLC_NONE_U16 0xffff
 #define PLC_NONE_U32 0xffffffff
@@ -108,7 +120,7 @@
 
 /* ---- keys and values ---- */
 
-/* plc_ipc_v1 inner key: prefixlen = PLC_IPC_FIXED_BITS + address prefix length. */
+/* plc_ipc_v2 inner key: prefixlen = PLC_IPC_FIXED_BITS + address prefix length. */
 struct plc_ipc_key {
 	__u32 prefixlen;
 	__u8 family;
@@ -117,10 +129,16 @@ struct plc_ipc_key {
 };
 _Static_assert(sizeof(struct plc_ipc_key) == 24, "plc_ipc_key");
 
+/*
+ * The namespace travels with the address so that the policy lookup of a pod peer finds its
+ * namespace key without a second map lookup (a function of the identity, joined in by the
+ * writer from bundle.identity_namespaces).
+ */
 struct plc_ipc_val {
 	__u32 identity;
+	__u32 namespace; /* namespace index of a workload identity; PLC_NONE_U32 for others */
 };
-_Static_assert(sizeof(struct plc_ipc_val) == 4, "plc_ipc_val");
+_Static_assert(sizeof(struct plc_ipc_val) == 8, "plc_ipc_val");
 
 /*
  * plc_pol_v1 inner key. policy_id, peer_identity and direction are the fixed part (always
@@ -132,7 +150,7 @@ _Static_assert(sizeof(struct plc_ipc_val) == 4, "plc_ipc_val");
 struct plc_pol_key {
 	__u32 prefixlen;
 	__u32 policy_id;     /* big-endian */
-	__u32 peer_identity; /* big-endian; 0 = any peer */
+	__u32 peer_identity; /* big-endian; 0 = any peer; or a class/namespace pseudo-identity */
 	__u8 direction;      /* PLC_DIR_* */
 	__u8 protocol;       /* IP protocol; 0 = any */
 	__u16 port;          /* big-endian; destination port or ICMP type */
@@ -225,7 +243,7 @@ struct plc_event {
 	__u32 len;
 	__u16 reason;       /* PLC_PASS_* / PLC_DROP_* */
 	__u16 l7_set;
-	__u16 l7_set_any;   /* a second L7 set from the any-peer entry, else PLC_NONE_U16 */
+	__u16 l7_set_other; /* a second, different L7 set of a later key's redirect entry */
 	__u16 sport;
 	__u16 dport;        /* destination port, or the ICMP type */
 	__u8 verdict;       /* PLC_EV_* */
@@ -254,10 +272,11 @@ struct {
 } plc_live_v1 SEC(".maps");
 
 /*
- * plc_ipc_v1: ARRAY_OF_MAPS, 2 slots (generation & 1). Inner: LPM_TRIE
- * struct plc_ipc_key -> struct plc_ipc_val, the ipcache (address prefix -> identity); a miss
- * means world-ipv4 / world-ipv6. Inner max entries: sized by policyd per generation.
- * Writer: policyd (fresh inner map per generation).
+ * plc_ipc_v2: ARRAY_OF_MAPS, 2 slots (generation & 1). Inner: LPM_TRIE
+ * struct plc_ipc_key -> struct plc_ipc_val, the ipcache (address prefix -> identity and, for
+ * pod addresses, the namespace index); a miss means world-ipv4 / world-ipv6 without a
+ * namespace. Inner max entries: sized by policyd per generation. Writer: policyd (fresh
+ * inner map per generation). v2: the value gained `namespace` (v1 held the identity only).
  */
 struct plc_ipc_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -274,12 +293,13 @@ struct {
 	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct plc_ipc_inner);
-} plc_ipc_v1 SEC(".maps");
+} plc_ipc_v2 SEC(".maps");
 
 /*
  * plc_pol_v1: ARRAY_OF_MAPS, 2 slots. Inner: LPM_TRIE struct plc_pol_key ->
  * struct plc_pol_val, every endpoint policy of the generation (one copy per shared policy).
- * Inner max entries: sized by policyd. Writer: policyd.
+ * A packet looks up to four peer keys: the peer identity, its class, its namespace (pods)
+ * and 0 (any peer). Inner max entries: sized by policyd. Writer: policyd.
  */
 struct plc_pol_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -303,7 +323,8 @@ struct {
  * every endpoint of the bundle by address: local ones with their interface, others (ifindex
  * 0) only so that the self rule knows a workload's pods on other nodes. Per generation
  * because the endpoint -> policy id mapping, the enforcement flags and the host switch change
- * with every revision. Inner max entries: sized by policyd. Writer: policyd.
+ * with every revision. No namespace here: a peer is always resolved through plc_ipc_v2,
+ * which carries it. Inner max entries: sized by policyd. Writer: policyd.
  */
 struct plc_ep_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The policy lookup, exactly as compiler::lookup::Evaluator::side performs it: ipcache
- * longest prefix -> peer identity (miss: world of the family); in the endpoint's policy the
- * longest (protocol, port) prefix for that identity and for identity 0; deny beats allow
- * beats redirect; then the host switch, then default deny where enforced.
+ * longest prefix -> peer identity and namespace (miss: world of the family, no namespace);
+ * in the endpoint's policy the longest (protocol, port) prefix under each of the peer's keys
+ * (Evaluator::lookup_keys): the identity, its class, its namespace's pseudo-identity, and 0
+ * (any peer); deny beats allow beats redirect; then the host switch, then default deny where
+ * enforced.
  */
 #ifndef PLC_POLICY_H
 #define PLC_POLICY_H
@@ -12,7 +14,9 @@
 #include "maps.h"
 #include "event.h"
 
-static __always_inline __u32 plc_identity(void *ipc, __u8 family, const __u8 *addr)
+/* The peer's ipcache entry: its identity and, for a pod address, its namespace index. */
+static __always_inline void plc_identity(void *ipc, __u8 family, const __u8 *addr,
+					 struct plc_ipc_val *out)
 {
 	struct plc_ipc_key k;
 	struct plc_ipc_val *v;
@@ -22,53 +26,117 @@ static __always_inline __u32 plc_identity(void *ipc, __u8 family, const __u8 *ad
 	k.family = family;
 	__builtin_memcpy(k.addr, addr, 16);
 	v = bpf_map_lookup_elem(ipc, &k);
-	if (v)
-		return v->identity;
-	return family == PLC_FAMILY_V4 ? PLC_ID_WORLD_V4 : PLC_ID_WORLD_V6;
+	if (v) {
+		out->identity = v->identity;
+		out->namespace = v->namespace;
+		return;
+	}
+	out->identity = family == PLC_FAMILY_V4 ? PLC_ID_WORLD_V4 : PLC_ID_WORLD_V6;
+	out->namespace = PLC_NONE_U32;
 }
 
-/* Returns a PLC_PASS_* or PLC_DROP_* reason; fills rule and L7 set in the context. */
-static __always_inline __u16 plc_policy(void *pol, const struct plc_ep_val *ep, __u32 peer,
-					struct plc_ctx *c)
+/* The class pseudo-identity of a peer identity (Identity::class); 0 when it has none. */
+static __always_inline __u32 plc_class(__u32 id)
+{
+	if (id == PLC_ID_ANY || id >= PLC_ID_FIRST_NAMESPACE)
+		return 0;
+	if (id == PLC_ID_WORLD || id == PLC_ID_WORLD_V4 || id == PLC_ID_WORLD_V6 ||
+	    id >= PLC_ID_FIRST_LOCAL)
+		return PLC_ID_WORLD_CLASS;
+	return PLC_ID_CLUSTER_CLASS;
+}
+
+#define PLC_SEEN_DENY (1 << PLC_VERDICT_DENY)
+#define PLC_SEEN_ALLOW (1 << PLC_VERDICT_ALLOW)
+#define PLC_SEEN_REDIRECT (1 << PLC_VERDICT_REDIRECT)
+
+/* What the lookups under the peer's keys found, the first key's entry first. */
+struct plc_pol_acc {
+	__u32 deny_rule;
+	__u32 allow_rule;
+	__u32 redirect_rule;
+	__u16 l7_set;       /* the first redirect entry's */
+	__u16 l7_set_other; /* a later, different one */
+	__u8 seen;          /* PLC_SEEN_* */
+};
+
+/* One key: the longest (protocol, port) prefix entry for `peer`, folded into `a`. */
+static __always_inline void plc_pol_one(void *pol, struct plc_pol_key *k, __u32 peer,
+					struct plc_pol_acc *a)
+{
+	struct plc_pol_val *v;
+
+	k->peer_identity = bpf_htonl(peer);
+	v = bpf_map_lookup_elem(pol, k);
+	if (!v)
+		return;
+	switch (v->verdict) {
+	case PLC_VERDICT_DENY:
+		if (!(a->seen & PLC_SEEN_DENY))
+			a->deny_rule = v->rule_id;
+		a->seen |= PLC_SEEN_DENY;
+		break;
+	case PLC_VERDICT_ALLOW:
+		if (!(a->seen & PLC_SEEN_ALLOW))
+			a->allow_rule = v->rule_id;
+		a->seen |= PLC_SEEN_ALLOW;
+		break;
+	case PLC_VERDICT_REDIRECT:
+		if (!(a->seen & PLC_SEEN_REDIRECT)) {
+			a->redirect_rule = v->rule_id;
+			a->l7_set = v->l7_set;
+		} else if (v->l7_set != a->l7_set) {
+			a->l7_set_other = v->l7_set;
+		}
+		a->seen |= PLC_SEEN_REDIRECT;
+		break;
+	}
+}
+
+/* Returns a PLC_PASS_* or PLC_DROP_* reason; fills rule and L7 sets in the context. */
+static __always_inline __u16 plc_policy(void *pol, const struct plc_ep_val *ep,
+					const struct plc_ipc_val *peer, struct plc_ctx *c)
 {
 	struct plc_pol_key k;
-	struct plc_pol_val *a, *b;
-	__u8 va, vb, enforced;
+	struct plc_pol_acc a;
+	__u32 cls, ns = peer->namespace;
+	__u8 enforced;
 
 	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memset(&a, 0, sizeof(a));
 	k.prefixlen = PLC_POL_KEY_BITS;
 	k.policy_id = bpf_htonl(ep->policy_id);
-	k.peer_identity = bpf_htonl(peer);
 	k.direction = c->direction;
 	k.protocol = c->p.proto;
 	k.port = bpf_htons(c->p.policy_port);
-	a = bpf_map_lookup_elem(pol, &k);
-	k.peer_identity = 0;
-	b = bpf_map_lookup_elem(pol, &k);
-	va = a ? a->verdict : 0;
-	vb = b ? b->verdict : 0;
+	a.l7_set = PLC_NONE_U16;
+	a.l7_set_other = PLC_NONE_U16;
 
-	if (va == PLC_VERDICT_DENY || vb == PLC_VERDICT_DENY) {
-		c->rule_id = (a && va == PLC_VERDICT_DENY) ? a->rule_id : (b ? b->rule_id : PLC_NONE_U32);
+	/* The keys in Evaluator::lookup_keys order; after a deny the rest cannot matter. */
+	plc_pol_one(pol, &k, peer->identity, &a);
+	cls = plc_class(peer->identity);
+	if (cls && !(a.seen & PLC_SEEN_DENY))
+		plc_pol_one(pol, &k, cls, &a);
+	if (ns < PLC_NAMESPACE_LIMIT && !(a.seen & PLC_SEEN_DENY))
+		plc_pol_one(pol, &k, PLC_ID_FIRST_NAMESPACE + ns, &a);
+	if (peer->identity != PLC_ID_ANY && !(a.seen & PLC_SEEN_DENY))
+		plc_pol_one(pol, &k, PLC_ID_ANY, &a);
+
+	if (a.seen & PLC_SEEN_DENY) {
+		c->rule_id = a.deny_rule;
 		return PLC_DROP_POLICY_DENY;
 	}
-	if (va == PLC_VERDICT_ALLOW || vb == PLC_VERDICT_ALLOW) {
-		c->rule_id = (a && va == PLC_VERDICT_ALLOW) ? a->rule_id : (b ? b->rule_id : PLC_NONE_U32);
+	if (a.seen & PLC_SEEN_ALLOW) {
+		c->rule_id = a.allow_rule;
 		return PLC_PASS_POLICY;
 	}
-	if (va == PLC_VERDICT_REDIRECT || vb == PLC_VERDICT_REDIRECT) {
-		if (a && va == PLC_VERDICT_REDIRECT) {
-			c->rule_id = a->rule_id;
-			c->l7_set = a->l7_set;
-			if (b && vb == PLC_VERDICT_REDIRECT && b->l7_set != a->l7_set)
-				c->l7_set_any = b->l7_set;
-		} else if (b) {
-			c->rule_id = b->rule_id;
-			c->l7_set = b->l7_set;
-		}
+	if (a.seen & PLC_SEEN_REDIRECT) {
+		c->rule_id = a.redirect_rule;
+		c->l7_set = a.l7_set;
+		c->l7_set_other = a.l7_set_other;
 		return PLC_PASS_REDIRECT;
 	}
-	if (c->direction == PLC_DIR_INGRESS && peer == PLC_ID_HOST &&
+	if (c->direction == PLC_DIR_INGRESS && peer->identity == PLC_ID_HOST &&
 	    (ep->flags & PLC_EP_F_ALLOW_HOST))
 		return PLC_PASS_HOST;
 	enforced = c->direction == PLC_DIR_INGRESS ? (ep->flags & PLC_EP_F_INGRESS_ENFORCED)

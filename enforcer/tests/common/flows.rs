@@ -55,6 +55,10 @@ fn probes(compiled: &Compiled) -> Vec<Probe> {
         peer: Peer::Entity(Entity::RemoteNode),
         addrs: vec![ip(REMOTE_NODE_IP)],
     });
+    out.push(Probe {
+        peer: Peer::Entity(Entity::World),
+        addrs: vec![ip(WORLD_IP)],
+    });
     for a in [
         "8.8.8.8",
         "192.0.2.10",

@@ -25,6 +25,10 @@ pub const TC_ACT_SHOT: u32 = 2;
 /// The node's own address and another node's, as the agent would add them to the ipcache.
 pub const HOST_IP: &str = "10.0.0.1";
 pub const REMOTE_NODE_IP: &str = "172.16.0.1";
+/// A prefix the agent gives the reserved identity `world` (2) itself, as Cilium does for
+/// 0.0.0.0/0: the one way a packet's peer is `world` rather than `world-ipv4`/`world-ipv6`.
+pub const WORLD_PREFIX: &str = "203.0.113.0/24";
+pub const WORLD_IP: &str = "203.0.113.7";
 
 /// A bpffs mounted on a fresh directory, unmounted and removed on drop (also when the test
 /// panics), so that no pin outlives its test.
@@ -225,6 +229,10 @@ pub fn node_ipcache() -> Vec<IpcacheEntry> {
         IpcacheEntry {
             prefix: format!("{REMOTE_NODE_IP}/32").parse().expect("prefix"),
             identity: Identity::REMOTE_NODE,
+        },
+        IpcacheEntry {
+            prefix: WORLD_PREFIX.parse().expect("prefix"),
+            identity: Identity::WORLD,
         },
     ]
 }
