@@ -183,3 +183,97 @@ pub fn compare_all_flows(checked: &Checked, compiled: &Compiled) -> usize {
     let _ = Verdict::Allowed;
     n
 }
+
+/// The flows [`compare_all_flows`] compares, plus, on TCP port 80 and UDP port 53, flows that
+/// carry an HTTP request or a DNS query (so that L7 decisions are compared too).
+pub fn probe_flows(checked: &Checked, compiled: &Compiled) -> Vec<Flow> {
+    use compiler::flow::HttpRequest;
+    let peers = interesting_peers(checked, compiled);
+    let ports = interesting_ports(compiled);
+    let workloads: Vec<&Peer> = peers
+        .iter()
+        .filter(|p| matches!(p, Peer::Workload(_)))
+        .collect();
+    let flow = |from: &Peer, to: &Peer, protocol, port| Flow {
+        from: from.clone(),
+        to: to.clone(),
+        protocol,
+        port,
+        http: None,
+        dns: None,
+    };
+    let mut out = Vec::new();
+    for a in &peers {
+        for b in &workloads {
+            for (from, to) in [(a, *b), (*b, a)] {
+                if !matches!(from, Peer::Workload(_)) && !matches!(to, Peer::Workload(_)) {
+                    continue;
+                }
+                if from == to && a != *b {
+                    continue;
+                }
+                for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+                    for port in &ports {
+                        out.push(flow(from, to, protocol, *port));
+                    }
+                }
+                for (protocol, t) in [
+                    (Protocol::Icmp, 8u16),
+                    (Protocol::Icmp, 0),
+                    (Protocol::IcmpV6, 128),
+                ] {
+                    out.push(flow(from, to, protocol, t));
+                }
+                for (method, path) in [("GET", "/api/v1"), ("POST", "/")] {
+                    let mut f = flow(from, to, Protocol::Tcp, 80);
+                    f.http = Some(HttpRequest {
+                        method: method.into(),
+                        path: path.into(),
+                        host: None,
+                        headers: Vec::new(),
+                    });
+                    out.push(f);
+                }
+                for name in ["api.example.com", "other.org"] {
+                    let mut f = flow(from, to, Protocol::Udp, 53);
+                    f.dns = Some(name.into());
+                    out.push(f);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Compares both evaluators on the [`probe_flows`] that `keep` keeps; returns how many flows
+/// were compared, or the first disagreement with both answers.
+pub fn first_disagreement(
+    checked: &Checked,
+    compiled: &Compiled,
+    keep: impl Fn(&Flow) -> bool,
+) -> Result<usize, String> {
+    let evaluator = Evaluator::new(&compiled.bundle);
+    let flows: Vec<Flow> = probe_flows(checked, compiled)
+        .into_iter()
+        .filter(|f| keep(f))
+        .collect();
+    for flow in &flows {
+        let reference =
+            compiler::reference::evaluate(&checked.tree, &compiled.inventory, flow, true);
+        let bundle = evaluator.evaluate(flow);
+        if reference.verdict != bundle.verdict {
+            return Err(format!(
+                "evaluators disagree on {} -> {} {:?}/{}{}{}: reference {:?}, bundle {:?}\nreference: {reference:#?}\nbundle: {bundle:#?}",
+                flow.from.display(&compiled.inventory),
+                flow.to.display(&compiled.inventory),
+                flow.protocol,
+                flow.port,
+                flow.http.as_ref().map(|h| format!(" HTTP {} {}", h.method, h.path)).unwrap_or_default(),
+                flow.dns.as_ref().map(|d| format!(" DNS {d}")).unwrap_or_default(),
+                reference.verdict,
+                bundle.verdict
+            ));
+        }
+    }
+    Ok(flows.len())
+}
