@@ -37,15 +37,14 @@ impl Workload {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// The number a named port resolves to on this workload's pods, for a protocol.
-    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
-        self.ports
-            .iter()
-            .find(|p| {
-                p.name.as_deref() == Some(name)
-                    && (protocol == Protocol::Any || p.protocol == protocol)
-            })
-            .map(|p| p.port)
+    /// Whether a pod of this workload names `port` (on `protocol`) `name`. Pods of one owner
+    /// may give a name different numbers; each counts.
+    pub fn has_named_port(&self, name: &str, protocol: Protocol, port: u16) -> bool {
+        self.ports.iter().any(|p| {
+            p.name.as_deref() == Some(name)
+                && p.port == port
+                && (protocol == Protocol::Any || p.protocol == protocol)
+        })
     }
 }
 
@@ -80,7 +79,8 @@ impl Inventory {
                 },
             );
         }
-        let mut by_key: BTreeMap<(String, String), Workload> = BTreeMap::new();
+        // Keyed by kind too: a Deployment and a StatefulSet may share a name.
+        let mut by_key: BTreeMap<(String, String, WorkloadKind), Workload> = BTreeMap::new();
         // Controllers first, so that owned Pods find them.
         let mut sorted: Vec<&policy_lang::model::Workload> = tree.workloads.iter().collect();
         sorted.sort_by_key(|w| {
@@ -111,7 +111,7 @@ impl Inventory {
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect();
             let entry = by_key
-                .entry((ns.clone(), name.clone()))
+                .entry((ns.clone(), name.clone(), kind))
                 .or_insert_with(|| Workload {
                     index: 0,
                     namespace: ns.clone(),

@@ -37,6 +37,33 @@ impl EndpointSelector {
         self
     }
 
+    /// A Kubernetes pod selector: its keys are pod labels, never the labels Cilium derives
+    /// (namespace, service account, cluster), which a NetworkPolicy cannot see.
+    fn add_pod_selector(&mut self, sel: &Selector) {
+        let derived = |k: &str| {
+            k == selector::NAMESPACE_LABEL
+                || k == selector::SERVICE_ACCOUNT_LABEL
+                || k == selector::CLUSTER_LABEL
+                || k.starts_with(selector::NAMESPACE_LABELS_PREFIX)
+        };
+        for (k, v) in &sel.match_labels {
+            if derived(&k.value) {
+                self.impossible = true;
+            } else {
+                self.push(k.value.clone(), Operator::In, vec![v.value.clone()]);
+            }
+        }
+        for r in &sel.match_expressions {
+            let values = r.values.iter().map(|v| v.value.clone()).collect();
+            match (derived(&r.key.value), r.operator.value) {
+                (false, op) => self.push(r.key.value.clone(), op, values),
+                // No pod carries such a label: only the negative operators hold.
+                (true, Operator::NotIn | Operator::DoesNotExist) => {}
+                (true, _) => self.impossible = true,
+            }
+        }
+    }
+
     /// A selector's requirements, keys prefixed (for namespace labels), sources stripped.
     fn add_selector(&mut self, sel: &Selector, key_prefix: &str) {
         for (k, v) in &sel.match_labels {
@@ -240,13 +267,13 @@ fn np_peer(ns: &str, peer: &NpPeer) -> Peer {
     let mut sel = EndpointSelector::default();
     match (&peer.pod_selector, &peer.namespace_selector) {
         (Some(pods), None) => {
-            sel.add_selector(pods, "");
+            sel.add_pod_selector(pods);
             let (k, op, v) = in_namespace(ns);
             sel.push(k, op, v);
         }
         (pods, Some(namespaces)) => {
             if let Some(pods) = pods {
-                sel.add_selector(pods, "");
+                sel.add_pod_selector(pods);
             }
             sel.add_selector(namespaces, selector::NAMESPACE_LABELS_PREFIX);
             // Only pods have a namespace.
@@ -262,10 +289,12 @@ fn np_peer(ns: &str, peer: &NpPeer) -> Peer {
 }
 
 /// A Cilium endpoint selector, scoped as Cilium scopes it.
-fn cilium_selector(kind: PolicyKind, ns: &str, sel: &Selector) -> EndpointSelector {
+fn cilium_selector(kind: PolicyKind, ns: &str, sel: &Selector, subject: bool) -> EndpointSelector {
     let mut out = EndpointSelector::default();
     out.add_selector(sel, "");
-    if kind == PolicyKind::CiliumNetworkPolicy && !selector::names_namespace(sel) {
+    // A namespaced policy's subject is always its own namespace's pods (Cilium overrides any
+    // namespace the selector names); its peers are, unless the selector names a namespace.
+    if kind == PolicyKind::CiliumNetworkPolicy && (subject || !selector::names_namespace(sel)) {
         let (k, op, v) = in_namespace(ns);
         out.push(k, op, v);
     } else {
@@ -302,7 +331,7 @@ pub fn normalize(tree: &Tree, sources: &SourceMap) -> Vec<Rule> {
 fn normalize_np(policy: &Policy, np: &NetworkPolicy, sources: &SourceMap, out: &mut Vec<Rule>) {
     let ns = np.meta.namespace.value.as_str();
     let mut subject = EndpointSelector::default();
-    subject.add_selector(&np.pod_selector, "");
+    subject.add_pod_selector(&np.pod_selector);
     let (k, op, v) = in_namespace(ns);
     subject.push(k, op, v);
     let subject = subject.canonical();
@@ -375,7 +404,7 @@ fn normalize_cilium(
         let Some(Subject::Endpoints(sel)) = &rule.subject else {
             continue;
         };
-        let subject = cilium_selector(cp.kind, ns, sel);
+        let subject = cilium_selector(cp.kind, ns, sel, true);
         let enforces = match peer_rule.direction {
             Direction::Ingress => rule.default_deny_ingress != Some(false),
             Direction::Egress => rule.default_deny_egress != Some(false),
@@ -411,7 +440,7 @@ fn cilium_peers(cp: &CiliumPolicy, r: &CiliumPeerRule, tree: &Tree, ns: &str) ->
     }
     let mut peers = Vec::new();
     for sel in r.endpoints.iter().flatten() {
-        peers.push(Peer::Endpoints(cilium_selector(cp.kind, ns, sel)));
+        peers.push(Peer::Endpoints(cilium_selector(cp.kind, ns, sel, false)));
     }
     for e in r.entities.iter().flatten() {
         peers.push(Peer::Entity(e.value));

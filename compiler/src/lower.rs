@@ -602,13 +602,22 @@ impl<'a> Lowering<'a> {
                         _ => {}
                     }
                 }
-                let set = if !http.is_empty() {
-                    L7Set::Http(http.into_iter().collect())
-                } else {
-                    L7Set::Dns(dns.into_iter().collect())
-                };
-                pending.push((policy.entries.len(), set));
-                EntryVerdict::Redirect(u32::MAX)
+                match (http.is_empty(), dns.is_empty()) {
+                    // HTTP and DNS rules on one port: no proxy speaks both, and each kind of
+                    // request meets an entry without rules of its kind: a plain allow.
+                    (false, false) => EntryVerdict::Allow,
+                    (false, true) => {
+                        pending.push((
+                            policy.entries.len(),
+                            L7Set::Http(http.into_iter().collect()),
+                        ));
+                        EntryVerdict::Redirect(u32::MAX)
+                    }
+                    _ => {
+                        pending.push((policy.entries.len(), L7Set::Dns(dns.into_iter().collect())));
+                        EntryVerdict::Redirect(u32::MAX)
+                    }
+                }
             };
             let mut rules: Vec<u32> = says.iter().map(|(r, _)| *r).collect();
             rules.sort_unstable();

