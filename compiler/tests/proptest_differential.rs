@@ -15,9 +15,8 @@
 //! Cases: 256 by default (20-40 s in a debug build on two cores). For a long run:
 //! `PROPTEST_CASES=20000 cargo test -p compiler --release --test proptest_differential`.
 //!
-//! The disagreements found so far are minimised in `mod found` below. Until they are fixed
-//! the property fails on them quickly; `DIFFERENTIAL_SKIP_KNOWN=1` skips trees with the shape
-//! of a known disagreement (`TreeCase::known_bug`), to look for new ones.
+//! The disagreements found so far are minimised in `mod found` below, each now fixed (or, for
+//! the identity-level choices, documented in docs/semantics.md and mirrored by both sides).
 
 mod common;
 
@@ -864,145 +863,7 @@ impl CSpec {
     }
 }
 
-impl Sel {
-    fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.labels
-            .keys()
-            .copied()
-            .chain(self.exprs.iter().map(|(k, _)| *k))
-    }
-
-    fn names_namespace(&self) -> bool {
-        self.keys().any(|k| {
-            let bare = k.rsplit(':').next().unwrap_or(k);
-            bare == "io.kubernetes.pod.namespace"
-                || bare.starts_with("io.cilium.k8s.namespace.labels.")
-        })
-    }
-}
-
-/// Whether some identity is shared by several workloads for which `pred` holds.
-fn shared_identity(
-    compiled: &Compiled,
-    pred: impl Fn(&[&compiler::inventory::Workload]) -> bool,
-) -> bool {
-    let mut by_identity: BTreeMap<u32, Vec<&compiler::inventory::Workload>> = BTreeMap::new();
-    for (e, w) in compiled
-        .bundle
-        .endpoints
-        .iter()
-        .zip(&compiled.inventory.workloads)
-    {
-        by_identity.entry(e.identity.0).or_default().push(w);
-    }
-    by_identity.values().any(|ws| ws.len() > 1 && pred(ws))
-}
-
 impl TreeCase {
-    /// The shape of a known, reported disagreement this tree has, if any. With
-    /// `DIFFERENTIAL_SKIP_KNOWN=1` the property skips such trees, to look for new ones.
-    fn known_bug(&self, compiled: &Compiled) -> Option<&'static str> {
-        for p in &self.policies {
-            if let Pol::Cilium(cp) = p {
-                if !cp.clusterwide && cp.specs.iter().any(|s| s.subject.names_namespace()) {
-                    return Some("namespaced CNP subject naming a namespace (bug 1)");
-                }
-            }
-        }
-        let ip_block = self.policies.iter().any(|p| match p {
-            Pol::Np(np) => np
-                .ingress
-                .iter()
-                .chain(np.egress.iter())
-                .flatten()
-                .flat_map(|r| r.peers.iter().flatten())
-                .any(|p| matches!(p, NpPeer::IpBlock(..))),
-            Pol::Cilium(_) => false,
-        });
-        let egress_named = self.policies.iter().any(|p| match p {
-            Pol::Np(np) => np
-                .egress
-                .iter()
-                .flatten()
-                .flat_map(|r| r.ports.iter().flatten())
-                .any(|p| matches!(p.port, PortVal::Name(_))),
-            Pol::Cilium(cp) => cp
-                .specs
-                .iter()
-                .flat_map(|s| &s.sections)
-                .filter(|(s, _)| !s.ingress())
-                .flat_map(|(_, rules)| rules)
-                .any(|r| match &r.l4 {
-                    L4::ToPorts(prs) => prs
-                        .iter()
-                        .flat_map(|(ports, _)| ports)
-                        .any(|p| matches!(p.port, PortVal::Name(_))),
-                    _ => false,
-                }),
-        });
-        let differing_ports =
-            |ws: &[&compiler::inventory::Workload]| ws.iter().any(|w| w.ports != ws[0].ports);
-        if egress_named && shared_identity(compiled, differing_ports) {
-            return Some(
-                "egress named port, workloads sharing an identity with different ports (bug 3)",
-            );
-        }
-        let np_selectors = self.policies.iter().flat_map(|p| match p {
-            Pol::Np(np) => {
-                let mut v = vec![&np.pod_selector];
-                for r in np.ingress.iter().chain(np.egress.iter()).flatten() {
-                    for peer in r.peers.iter().flatten() {
-                        match peer {
-                            NpPeer::Pods(s) | NpPeer::Both(s, _) => v.push(s),
-                            _ => {}
-                        }
-                    }
-                }
-                v
-            }
-            Pol::Cilium(_) => Vec::new(),
-        });
-        if np_selectors
-            .flat_map(|s| s.keys())
-            .any(|k| k == "io.cilium.k8s.policy.serviceaccount")
-        {
-            return Some("NetworkPolicy pod selector on a Cilium-only label (bug 4)");
-        }
-        let (mut http, mut dns) = (false, false);
-        for p in &self.policies {
-            if let Pol::Cilium(cp) = p {
-                for (section, rules) in cp.specs.iter().flat_map(|s| &s.sections) {
-                    for r in rules {
-                        if let L4::ToPorts(prs) = &r.l4 {
-                            for (_, l7) in prs {
-                                match l7 {
-                                    Some(L7::Http(_)) if !section.deny() => http = true,
-                                    Some(L7::Dns(_)) if *section == Section::Egress => dns = true,
-                                    _ => {}
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if http && dns {
-            return Some("HTTP and DNS rules in one tree (bug 5)");
-        }
-        if compiled.inventory.workloads.iter().any(|w| {
-            w.ports
-                .iter()
-                .enumerate()
-                .any(|(i, p)| p.name.is_some() && w.ports[..i].iter().any(|q| q.name == p.name))
-        }) {
-            return Some("a workload whose pods give one port name several numbers (bug 6)");
-        }
-        if ip_block && shared_identity(compiled, |ids| ids.iter().any(|w| !w.ips.is_empty())) {
-            return Some("ipBlock with workloads sharing an identity, some with pod IPs (bug 2)");
-        }
-        None
-    }
-
     fn objects(&self) -> Vec<Value> {
         let mut out = Vec::new();
         for (i, ns) in self.namespaces.iter().enumerate() {
@@ -1289,9 +1150,6 @@ proptest! {
             .collect();
         prop_assume!(errors.is_empty(), "generated tree has errors: {:?}", errors);
         let compiled = compile(&checked.tree, &checked.sources, None, Options::default());
-        if std::env::var_os("DIFFERENTIAL_SKIP_KNOWN").is_some() {
-            prop_assume!(case.known_bug(&compiled).is_none());
-        }
         let keep = |f: &Flow| sampled(&compiled, seed, f);
         if let Err(e) = common::first_disagreement(&checked, &compiled, keep) {
             prop_assert!(false, "{e}\n--- tree ---\n{yaml}");
@@ -1309,7 +1167,6 @@ fn generated_trees_are_mostly_valid() {
     let strategy = tree();
     let (mut valid, mut total) = (0, 0);
     let mut first_error = None;
-    let mut known: BTreeMap<&str, usize> = BTreeMap::new();
     for _ in 0..200 {
         let case = strategy.new_tree(&mut runner).expect("tree").current();
         let yaml = case.yaml();
@@ -1322,15 +1179,11 @@ fn generated_trees_are_mostly_valid() {
             .collect();
         if errors.is_empty() {
             valid += 1;
-            let compiled = compile(&checked.tree, &checked.sources, None, Options::default());
-            if let Some(bug) = case.known_bug(&compiled) {
-                *known.entry(bug).or_insert(0) += 1;
-            }
         } else if first_error.is_none() {
             first_error = Some(format!("{errors:?}\n{yaml}"));
         }
     }
-    eprintln!("{valid}/{total} generated trees are valid; with a known bug's shape: {known:?}");
+    eprintln!("{valid}/{total} generated trees are valid");
     assert!(
         valid * 10 >= total * 9,
         "only {valid}/{total} generated trees are valid; first error: {}",
