@@ -320,12 +320,24 @@ pub fn normalize(tree: &Tree, sources: &SourceMap) -> Vec<Rule> {
     });
     let mut rules = Vec::new();
     for policy in policies {
-        match policy {
-            Policy::Kubernetes(np) => normalize_np(policy, np, sources, &mut rules),
-            Policy::Cilium(cp) => normalize_cilium(policy, cp, tree, sources, &mut rules),
-        }
+        normalize_into(policy, tree, sources, &mut rules);
     }
     rules
+}
+
+/// Lowers one policy of a tree into IR rules (what [`normalize`] gives for it, in order).
+/// `tree` is read for the Services that `toServices` names.
+pub fn normalize_policy(policy: &Policy, tree: &Tree, sources: &SourceMap) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    normalize_into(policy, tree, sources, &mut rules);
+    rules
+}
+
+fn normalize_into(policy: &Policy, tree: &Tree, sources: &SourceMap, out: &mut Vec<Rule>) {
+    match policy {
+        Policy::Kubernetes(np) => normalize_np(policy, np, sources, out),
+        Policy::Cilium(cp) => normalize_cilium(policy, cp, tree, sources, out),
+    }
 }
 
 fn normalize_np(policy: &Policy, np: &NetworkPolicy, sources: &SourceMap, out: &mut Vec<Rule>) {

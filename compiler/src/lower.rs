@@ -1,22 +1,31 @@
 //! Lowering: resolves IR rules to identities through a selector cache and writes each
 //! endpoint's policy entries, ipcache, DNS-name selectors and L7 sets into a bundle.
+//!
+//! The lowering state (selector caches, rule peers, the rules applying to each identity, the
+//! policy tables by rule set) stays in [`Compiled`], so that [`Compiled::update_policies`] can
+//! recompile only what a changed policy touches.
 
 use crate::bundle::{self, *};
 use crate::identity::{Identity, IdentityTable, LabelSet};
 use crate::inventory::Inventory;
 use crate::ir::{self, EndpointSelector, Peer, PortMatch, Rule, L4, L7};
 use crate::ports::{range_to_prefixes, PortPrefix};
-use policy_lang::model::{Entity, FqdnMatch, IcmpFamily, Protocol, Tree};
+use policy_lang::model::{Entity, FqdnMatch, IcmpFamily, Policy, PolicyKind, Protocol, Tree};
 use policy_lang::SourceMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Everything a compile produces besides the bundle: the inputs lowering resolved, for
-/// `trace` and the enforcer.
+/// `trace` and the enforcer, and the lowering state that [`Compiled::update_policies`] reuses.
 pub struct Compiled {
     pub bundle: Bundle,
+    /// IR rules, by the index that [`Bundle::rules`] and every entry use. After
+    /// [`Compiled::update_policies`], the rules a changed policy no longer has stay in place
+    /// (no entry of a table in use refers to them: see [`Compiled::rule_alive`]) and its new
+    /// rules follow.
     pub rules: Vec<Rule>,
     pub inventory: Inventory,
     pub identities: IdentityTable,
+    state: Lowering,
 }
 
 /// Compiles a typed tree. `identities` is the live allocation table (numbers kept stable);
@@ -43,46 +52,199 @@ pub fn compile(
         }
         None => IdentityTable::deterministic(labels.iter()),
     };
-    let bundle = Lowering::new(&inventory, &labels, &identities, &rules).run(options);
+    let mut state = Lowering::new(
+        &inventory,
+        labels,
+        &identities,
+        &rules,
+        TreeCounts::of(tree),
+    );
+    let bundle = state.run(&inventory, &rules, options);
     Compiled {
         bundle,
         rules,
         inventory,
         identities,
+        state,
     }
 }
 
-struct Lowering<'a> {
-    inventory: &'a Inventory,
-    rules: &'a [Rule],
+/// A policy as [`Compiled::update_policies`] names it: kind, namespace (empty for a
+/// clusterwide policy) and name.
+pub type PolicyKey = (PolicyKind, String, String);
+
+/// Why [`Compiled::update_policies`] refused: only a full [`compile`] handles the change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    #[error(
+        "the tree's workloads, namespaces, Services or EndpointSlices changed \
+         ({before:?} before, {after:?} now): compile it in full"
+    )]
+    InventoryChanged {
+        before: TreeCounts,
+        after: TreeCounts,
+    },
+}
+
+/// The number of inventory objects of a tree: the cheap check [`Compiled::update_policies`]
+/// makes that only policies changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeCounts {
+    pub namespaces: usize,
+    pub workloads: usize,
+    pub services: usize,
+    pub endpoint_slices: usize,
+}
+
+impl TreeCounts {
+    pub fn of(tree: &Tree) -> TreeCounts {
+        TreeCounts {
+            namespaces: tree.namespaces.len(),
+            workloads: tree.workloads.len(),
+            services: tree.services.len(),
+            endpoint_slices: tree.endpoint_slices.len(),
+        }
+    }
+}
+
+/// What an update did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateStats {
+    /// Rules of the changed policies as compiled before that are gone (now unreferenced).
+    pub removed_rules: usize,
+    /// Rules of the changed policies as the new tree has them that are new.
+    pub added_rules: usize,
+    /// Rules of the changed policies that lower as before: kept, with their new origin.
+    pub kept_rules: usize,
+    /// Other rules whose CIDR peers gained a new prefix identity (their tables are rebuilt).
+    pub recomputed_rules: usize,
+    /// New CIDR prefix and DNS-name selector identities.
+    pub new_local_identities: usize,
+    /// Workload identities whose applicable rules changed.
+    pub affected_identities: usize,
+    /// Endpoints whose policy table was looked up again.
+    pub affected_endpoints: usize,
+    /// Policy tables computed (the others were reused).
+    pub new_policies: usize,
+}
+
+impl Compiled {
+    /// Recompiles after some policies changed: `tree` is the new tree and `changed` names
+    /// every policy modified, added or removed since the tree this was compiled from (listing
+    /// an unchanged policy is harmless and cheap; one left out keeps its old rules). For a
+    /// clusterwide policy the namespace is ignored.
+    ///
+    /// Only policies may have changed: workloads, namespaces, Services and EndpointSlices must
+    /// be those of the compiled tree (a full [`compile`] is needed otherwise: `toServices`
+    /// and selectors are resolved against them). The check is cheap and partial: it compares
+    /// object counts and refuses with [`UpdateError::InventoryChanged`] when they differ;
+    /// changed contents with equal counts are taken on trust.
+    ///
+    /// What it does: rules of the changed policies that lower exactly as before are kept
+    /// (their origin updated), the others die and the new ones are appended; new CIDR
+    /// prefixes and DNS-name selectors get identities after the existing ones, and rules
+    /// whose CIDRs hold a new prefix gain its identity; then every endpoint whose identity
+    /// a dead, new or re-resolved rule selects gets the table of its (rules, named ports),
+    /// reused when one exists, else computed (on every core when there are several).
+    ///
+    /// The bundle then judges every flow as a fresh compile of `tree` does, but is not byte
+    /// for byte the same: dead rules keep their index in [`Bundle::rules`] with no entry of
+    /// a table in use referring to them, new rules follow; new CIDR and DNS-name identities
+    /// number on after the existing ones, and those only removed policies named stay (with
+    /// their ipcache entries: every rule still resolves them consistently); new policy
+    /// tables and L7 sets are appended and tables no endpoint uses any more stay. A full
+    /// compile compacts all of this. Origins (file, line) of policies not listed stay as
+    /// compiled, even if their file moved them.
+    pub fn update_policies(
+        &mut self,
+        tree: &Tree,
+        sources: &SourceMap,
+        changed: &[PolicyKey],
+    ) -> Result<UpdateStats, UpdateError> {
+        let Compiled {
+            bundle,
+            rules,
+            inventory,
+            state,
+            ..
+        } = self;
+        state.update(inventory, rules, bundle, tree, sources, changed)
+    }
+
+    /// Whether rule `index` still belongs to the compiled policies (rules of policies changed
+    /// by [`Compiled::update_policies`] do not).
+    pub fn rule_alive(&self, index: usize) -> bool {
+        self.state.alive.get(index).copied().unwrap_or(false)
+    }
+}
+
+/// The lowering state, owned so that it outlives a compile.
+struct Lowering {
     /// Identity of each workload (by inventory index).
     workload_identity: Vec<Identity>,
     /// Labels of each workload identity.
-    identity_labels: BTreeMap<Identity, &'a LabelSet>,
+    identity_labels: BTreeMap<Identity, LabelSet>,
     /// Workload indexes of each identity.
     identity_workloads: BTreeMap<Identity, Vec<usize>>,
     /// The identities all of whose workloads have pod IPs (only they can lie in an ipBlock).
     addressed_identities: BTreeMap<Identity, Vec<usize>>,
-    /// `(key, value)` → identities carrying it, to prune selector matching.
-    label_index: HashMap<(&'a str, &'a str), Vec<Identity>>,
+    /// The pod IPs of those identities, sorted, to find the ones inside a prefix.
+    addressed_ips: Vec<(std::net::IpAddr, Identity)>,
+    /// key → value → identities carrying that label, to prune selector matching.
+    label_index: HashMap<String, HashMap<String, Vec<Identity>>>,
     cidr_identities: BTreeMap<ipnet::IpNet, Identity>,
     /// Namespace names by index, and the label set selectors see for each.
     namespaces: Vec<(String, LabelSet)>,
     identity_namespace: BTreeMap<Identity, u32>,
-    peer_cache: HashMap<&'a EndpointSelector, Vec<Identity>>,
+    peer_cache: HashMap<EndpointSelector, Vec<Identity>>,
     fqdn_identities: BTreeMap<FqdnMatch, Identity>,
-    selector_cache: HashMap<&'a EndpointSelector, Vec<Identity>>,
+    selector_cache: HashMap<EndpointSelector, Vec<Identity>>,
+    /// Per rule: its peer keys (empty for a rule that selects no subject).
+    rule_peers: Vec<Vec<Identity>>,
+    /// Per workload identity: the rules that select it, ascending.
+    per_identity: BTreeMap<Identity, Vec<usize>>,
+    /// Policy table by (applicable rules, named ports).
+    policy_ids: HashMap<(Vec<usize>, Vec<bundle::NamedPort>), u32>,
+    /// L7 set numbers.
+    l7_sets: HashMap<L7Set, u32>,
+    /// Per rule: false once its policy changed.
+    alive: Vec<bool>,
+    tree_counts: TreeCounts,
 }
 
 /// First local identity of DNS-name selectors (CIDR identities count up from 2^24).
 const FIRST_FQDN: u32 = Identity::FIRST_LOCAL + (1 << 23);
 
-impl<'a> Lowering<'a> {
+/// The CIDR prefixes and DNS-name selectors rules mention.
+fn local_peers<'r>(
+    rules: impl IntoIterator<Item = &'r Rule>,
+) -> (BTreeSet<ipnet::IpNet>, BTreeSet<&'r FqdnMatch>) {
+    let mut prefixes = BTreeSet::new();
+    let mut fqdns = BTreeSet::new();
+    for r in rules {
+        for p in &r.peers {
+            match p {
+                Peer::Cidr { cidr, except, .. } => {
+                    prefixes.insert(*cidr);
+                    prefixes.extend(except.iter().copied());
+                }
+                Peer::Fqdn(f) => {
+                    fqdns.insert(f);
+                }
+                _ => {}
+            }
+        }
+    }
+    (prefixes, fqdns)
+}
+
+impl Lowering {
     fn new(
-        inventory: &'a Inventory,
-        labels: &'a [LabelSet],
+        inventory: &Inventory,
+        labels: Vec<LabelSet>,
         identities: &IdentityTable,
-        rules: &'a [Rule],
+        rules: &[Rule],
+        tree_counts: TreeCounts,
     ) -> Self {
         let workload_identity: Vec<Identity> = labels
             .iter()
@@ -90,35 +252,26 @@ impl<'a> Lowering<'a> {
             .collect();
         let mut identity_labels = BTreeMap::new();
         let mut identity_workloads: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
-        for (i, (l, id)) in labels.iter().zip(&workload_identity).enumerate() {
+        for (i, (l, id)) in labels.into_iter().zip(&workload_identity).enumerate() {
             identity_labels.insert(*id, l);
             identity_workloads.entry(*id).or_default().push(i);
         }
-        let mut label_index: HashMap<(&str, &str), Vec<Identity>> = HashMap::new();
+        let mut label_index: HashMap<String, HashMap<String, Vec<Identity>>> = HashMap::new();
         for (id, l) in &identity_labels {
             for (k, v) in l.iter() {
-                label_index
-                    .entry((k.as_str(), v.as_str()))
-                    .or_default()
-                    .push(*id);
-            }
-        }
-        let mut prefixes = BTreeSet::new();
-        let mut fqdns = BTreeSet::new();
-        for r in rules {
-            for p in &r.peers {
-                match p {
-                    Peer::Cidr { cidr, except, .. } => {
-                        prefixes.insert(*cidr);
-                        prefixes.extend(except.iter().copied());
+                let values = match label_index.get_mut(k.as_str()) {
+                    Some(values) => values,
+                    None => label_index.entry(k.clone()).or_default(),
+                };
+                match values.get_mut(v.as_str()) {
+                    Some(ids) => ids.push(*id),
+                    None => {
+                        values.insert(v.clone(), vec![*id]);
                     }
-                    Peer::Fqdn(f) => {
-                        fqdns.insert(f.clone());
-                    }
-                    _ => {}
                 }
             }
         }
+        let (prefixes, fqdns) = local_peers(rules);
         let namespaces: Vec<(String, LabelSet)> = inventory
             .namespaces
             .values()
@@ -155,7 +308,7 @@ impl<'a> Lowering<'a> {
         let fqdn_identities = fqdns
             .into_iter()
             .enumerate()
-            .map(|(i, f)| (f, Identity(FIRST_FQDN + i as u32)))
+            .map(|(i, f)| (f.clone(), Identity(FIRST_FQDN + i as u32)))
             .collect();
         let addressed_identities = identity_workloads
             .iter()
@@ -168,11 +321,19 @@ impl<'a> Lowering<'a> {
                 })
             })
             .map(|(id, ws)| (*id, ws.clone()))
+            .collect::<BTreeMap<Identity, Vec<usize>>>();
+        let mut addressed_ips: Vec<(std::net::IpAddr, Identity)> = addressed_identities
+            .iter()
+            .flat_map(|(id, ws)| {
+                ws.iter()
+                    .flat_map(|w| inventory.workloads[*w].ips.iter().map(|ip| (*ip, *id)))
+            })
             .collect();
+        addressed_ips.sort_unstable();
+        addressed_ips.dedup();
         Lowering {
-            inventory,
             addressed_identities,
-            rules,
+            addressed_ips,
             workload_identity,
             identity_labels,
             identity_workloads,
@@ -183,24 +344,30 @@ impl<'a> Lowering<'a> {
             peer_cache: HashMap::new(),
             fqdn_identities,
             selector_cache: HashMap::new(),
+            rule_peers: Vec::new(),
+            per_identity: BTreeMap::new(),
+            policy_ids: HashMap::new(),
+            l7_sets: HashMap::new(),
+            alive: vec![true; rules.len()],
+            tree_counts,
         }
     }
 
     /// The workload identities a selector selects (cached: many rules share selectors).
-    fn select(&mut self, sel: &'a EndpointSelector) -> Vec<Identity> {
+    fn select(&mut self, sel: &EndpointSelector) -> Vec<Identity> {
         if let Some(ids) = self.selector_cache.get(sel) {
             return ids.clone();
         }
         let ids = self.compute_selection(sel);
-        self.selector_cache.insert(sel, ids.clone());
+        self.selector_cache.insert(sel.clone(), ids.clone());
         ids
     }
 
     /// Fills the selector cache for every subject and peer selector of the rules, on every
     /// core.
-    fn warm_selector_cache(&mut self) {
-        let mut selectors: Vec<&'a EndpointSelector> = Vec::new();
-        for r in self.rules {
+    fn warm_selector_cache(&mut self, rules: &[Rule]) {
+        let mut selectors: Vec<&EndpointSelector> = Vec::new();
+        for r in rules {
             selectors.push(&r.subject);
             for p in &r.peers {
                 if let Peer::Endpoints(sel) = p {
@@ -210,10 +377,12 @@ impl<'a> Lowering<'a> {
         }
         selectors.sort();
         selectors.dedup();
+        selectors.retain(|sel| !self.selector_cache.contains_key(*sel));
         let this = &*self;
         let results = policy_lang::parallel::map(&selectors, |_, sel| this.compute_selection(sel));
+        self.selector_cache.reserve(selectors.len());
         for (sel, ids) in selectors.into_iter().zip(results) {
-            self.selector_cache.insert(sel, ids);
+            self.selector_cache.insert(sel.clone(), ids);
         }
     }
 
@@ -229,7 +398,8 @@ impl<'a> Lowering<'a> {
                 if r.op == policy_lang::model::Operator::In && r.values.len() == 1 {
                     let list = self
                         .label_index
-                        .get(&(r.key.as_str(), r.values[0].as_str()))
+                        .get(r.key.as_str())
+                        .and_then(|values| values.get(r.values[0].as_str()))
                         .unwrap_or(&empty);
                     if best.is_none_or(|b| list.len() < b.len()) {
                         best = Some(list);
@@ -256,7 +426,7 @@ impl<'a> Lowering<'a> {
     /// A selector as policy-key peers: a selector that only looks at namespaces becomes the
     /// namespaces' pseudo-identities (one key instead of one per pod identity); any other
     /// selector, the identities it selects.
-    fn select_peers(&mut self, sel: &'a EndpointSelector) -> Vec<Identity> {
+    fn select_peers(&mut self, sel: &EndpointSelector) -> Vec<Identity> {
         let namespace_only = !sel.reqs.is_empty()
             && sel.reqs.iter().all(|r| {
                 r.key == policy_lang::selector::NAMESPACE_LABEL
@@ -276,7 +446,7 @@ impl<'a> Lowering<'a> {
             .filter(|(_, (_, labels))| sel.matches(labels))
             .map(|(i, _)| Identity::namespace(i as u32))
             .collect();
-        self.peer_cache.insert(sel, ids.clone());
+        self.peer_cache.insert(sel.clone(), ids.clone());
         ids
     }
 
@@ -298,7 +468,7 @@ impl<'a> Lowering<'a> {
     }
 
     /// The identities a peer stands for; `Identity::ANY` for every peer.
-    fn peer_identities(&mut self, peer: &'a Peer) -> Vec<Identity> {
+    fn peer_identities(&mut self, inventory: &Inventory, peer: &Peer) -> Vec<Identity> {
         match peer {
             Peer::All => vec![Identity::ANY],
             Peer::Nothing => Vec::new(),
@@ -323,16 +493,29 @@ impl<'a> Lowering<'a> {
                     });
                 }
                 if *pods {
-                    for (id, workloads) in &self.addressed_identities {
+                    // Candidates: identities with a pod IP inside the prefix.
+                    let (first, last) = (cidr.network(), cidr.broadcast());
+                    let from = self.addressed_ips.partition_point(|(ip, _)| *ip < first);
+                    let to = self.addressed_ips.partition_point(|(ip, _)| *ip <= last);
+                    let mut candidates: Vec<Identity> = self.addressed_ips[from..to]
+                        .iter()
+                        .map(|(_, id)| *id)
+                        .collect();
+                    candidates.sort_unstable();
+                    candidates.dedup();
+                    for id in candidates {
+                        let Some(workloads) = self.addressed_identities.get(&id) else {
+                            continue;
+                        };
                         let inside = workloads.iter().all(|w| {
-                            let ips = &self.inventory.workloads[*w].ips;
+                            let ips = &inventory.workloads[*w].ips;
                             !ips.is_empty()
                                 && ips.iter().all(|ip| {
                                     cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
                                 })
                         });
                         if inside {
-                            ids.push(*id);
+                            ids.push(id);
                         }
                     }
                 }
@@ -340,6 +523,26 @@ impl<'a> Lowering<'a> {
             }
             Peer::Fqdn(f) => self.fqdn_identities.get(f).copied().into_iter().collect(),
         }
+    }
+
+    /// A rule's peer keys, sorted (none when it selects no subject).
+    fn rule_peer_keys(
+        &mut self,
+        inventory: &Inventory,
+        rule: &Rule,
+        subjects: &[Identity],
+    ) -> Vec<Identity> {
+        let mut peers: Vec<Identity> = if subjects.is_empty() {
+            Vec::new()
+        } else {
+            rule.peers
+                .iter()
+                .flat_map(|p| self.peer_identities(inventory, p))
+                .collect()
+        };
+        peers.sort_unstable();
+        peers.dedup();
+        peers
     }
 
     fn entity_identities(&self, e: Entity) -> Vec<Identity> {
@@ -360,10 +563,15 @@ impl<'a> Lowering<'a> {
     }
 
     /// Numbers a named port has on the pods of the given workloads, per protocol.
-    fn named_ports(&self, workloads: &[usize], name: &str, protocol: Protocol) -> Vec<(u8, u16)> {
+    fn named_ports(
+        inventory: &Inventory,
+        workloads: &[usize],
+        name: &str,
+        protocol: Protocol,
+    ) -> Vec<(u8, u16)> {
         let mut out = Vec::new();
         for w in workloads {
-            let Some(wl) = self.inventory.workloads.get(*w) else {
+            let Some(wl) = inventory.workloads.get(*w) else {
                 continue;
             };
             for p in &wl.ports {
@@ -377,42 +585,71 @@ impl<'a> Lowering<'a> {
         out
     }
 
-    fn run(mut self, options: Options) -> Bundle {
-        let rules = self.rules;
-        self.warm_selector_cache();
+    /// Numbers an L7 set (the same set keeps its number), adding a new one to `l7`.
+    fn intern_l7(&mut self, set: L7Set, l7: &mut Vec<L7Set>) -> u32 {
+        if let Some(id) = self.l7_sets.get(&set) {
+            return *id;
+        }
+        let id = self.l7_sets.len() as u32;
+        l7.push(set.clone());
+        self.l7_sets.insert(set, id);
+        id
+    }
+
+    /// Computes policy tables (on every core when there are several), numbers their L7 sets,
+    /// and appends them to `policies`.
+    fn compute_policies(
+        &mut self,
+        inventory: &Inventory,
+        rules: &[Rule],
+        distinct: &[(usize, Vec<usize>)],
+        policies: &mut Vec<EndpointPolicy>,
+        l7: &mut Vec<L7Set>,
+    ) {
+        let this = &*self;
+        let computed = policy_lang::parallel::map(distinct, |_, (wi, applicable)| {
+            this.endpoint_policy(inventory, rules, *wi, applicable)
+        });
+        // L7 sets are numbered in policy order, so the bundle stays deterministic.
+        policies.reserve(computed.len());
+        for (mut policy, pending) in computed {
+            for (entry, set) in pending {
+                let id = self.intern_l7(set, l7);
+                if let Some(e) = policy.entries.get_mut(entry) {
+                    e.verdict = EntryVerdict::Redirect(id);
+                }
+            }
+            policies.push(policy);
+        }
+    }
+
+    fn run(&mut self, inventory: &Inventory, rules: &[Rule], options: Options) -> Bundle {
+        self.warm_selector_cache(rules);
         // Per rule: its peer keys (once), and the rules that select each subject identity.
-        let mut rule_peers: Vec<Vec<Identity>> = Vec::with_capacity(rules.len());
-        let mut per_identity: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
+        self.rule_peers = Vec::with_capacity(rules.len());
         for (ri, rule) in rules.iter().enumerate() {
             let subjects = self.select(&rule.subject);
-            let mut peers: Vec<Identity> = if subjects.is_empty() {
-                Vec::new()
-            } else {
-                rule.peers
-                    .iter()
-                    .flat_map(|p| self.peer_identities(p))
-                    .collect()
-            };
-            peers.sort_unstable();
-            peers.dedup();
-            rule_peers.push(peers);
+            let peers = self.rule_peer_keys(inventory, rule, &subjects);
+            self.rule_peers.push(peers);
             for s in subjects {
-                per_identity.entry(s).or_default().push(ri);
+                self.per_identity.entry(s).or_default().push(ri);
             }
         }
         // Endpoints that the same rules select, with the same named ports, get identical
         // entries: they share one policy table (the datapath keys tables by policy id).
-        let mut policy_ids: HashMap<(Vec<usize>, Vec<bundle::NamedPort>), u32> = HashMap::new();
         // For each distinct policy: a workload it is computed for, and the rules.
         let mut distinct: Vec<(usize, Vec<usize>)> = Vec::new();
-        let mut endpoints = Vec::new();
+        // Room for as many tables as endpoints: updates rarely make it grow (and rehash).
+        self.policy_ids.reserve(inventory.workloads.len());
+        let mut endpoints = Vec::with_capacity(inventory.workloads.len());
         let empty = Vec::new();
-        for (wi, w) in self.inventory.workloads.iter().enumerate() {
+        for (wi, w) in inventory.workloads.iter().enumerate() {
             let id = self.workload_identity[wi];
             let named = named_ports_of(w);
-            let applicable = per_identity.get(&id).unwrap_or(&empty);
+            let applicable = self.per_identity.get(&id).unwrap_or(&empty);
             let next = distinct.len() as u32;
-            let policy = *policy_ids
+            let policy = *self
+                .policy_ids
                 .entry((applicable.clone(), named.clone()))
                 .or_insert_with(|| {
                     distinct.push((wi, applicable.clone()));
@@ -428,31 +665,296 @@ impl<'a> Lowering<'a> {
                 named_ports: named,
             });
         }
-        let this = &self;
-        let computed = policy_lang::parallel::map(&distinct, |_, (wi, applicable)| {
-            this.endpoint_policy(*wi, applicable, &rule_peers)
+        let mut policies = Vec::new();
+        let mut l7 = Vec::new();
+        self.compute_policies(inventory, rules, &distinct, &mut policies, &mut l7);
+        self.finish(inventory, rules, options, endpoints, policies, l7)
+    }
+
+    fn update<'a>(
+        &mut self,
+        inventory: &Inventory,
+        rules: &mut Vec<Rule>,
+        bundle: &mut Bundle,
+        tree: &'a Tree,
+        sources: &SourceMap,
+        changed: &'a [PolicyKey],
+    ) -> Result<UpdateStats, UpdateError> {
+        let counts = TreeCounts::of(tree);
+        if counts != self.tree_counts {
+            return Err(UpdateError::InventoryChanged {
+                before: self.tree_counts,
+                after: counts,
+            });
+        }
+        let mut stats = UpdateStats::default();
+        if changed.is_empty() {
+            return Ok(stats);
+        }
+        // (kind, namespace, name) as rule origins spell them.
+        let scope = |kind: PolicyKind, namespace: &'a str| -> &'a str {
+            if kind == PolicyKind::CiliumClusterwideNetworkPolicy {
+                ""
+            } else {
+                namespace
+            }
+        };
+        // (name, namespace, kind): names tell policies apart fastest.
+        let mut keys: Vec<(&str, &str, &str)> = changed
+            .iter()
+            .map(|(kind, ns, name)| (name.as_str(), scope(*kind, ns), kind.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        // The position of a policy in `keys`, if it changed.
+        let changed_at = |kind: &str, namespace: &str, name: &str| {
+            if keys.len() <= 8 {
+                keys.iter()
+                    .position(|k| k.0 == name && k.1 == namespace && k.2 == kind)
+            } else {
+                keys.binary_search(&(name, namespace, kind)).ok()
+            }
+        };
+        // Affected: the workload identities whose applicable rules or rule peers change.
+        let mut affected: BTreeSet<Identity> = BTreeSet::new();
+
+        // 1. The changed policies' rules as compiled, by policy.
+        let mut old: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+        for (ri, o) in bundle.rules.iter().enumerate() {
+            if !self.alive[ri] {
+                continue;
+            }
+            if let Some(k) = changed_at(&o.kind, &o.namespace, &o.name) {
+                old[k].push(ri);
+            }
+        }
+
+        // 2. Their rules as the new tree has them, in `normalize` order. A new rule that
+        // lowers exactly as an old one of its policy takes its place (only its origin is
+        // updated); the other old rules die, the other new ones follow.
+        let mut policies: Vec<(&Policy, usize)> = tree
+            .policies
+            .iter()
+            .filter_map(|p| {
+                let m = p.meta();
+                let k = changed_at(
+                    p.kind().as_str(),
+                    scope(p.kind(), &m.namespace.value),
+                    &m.name.value,
+                )?;
+                Some((p, k))
+            })
+            .collect();
+        policies.sort_by(|(a, _), (b, _)| {
+            (a.kind(), &a.meta().namespace.value, &a.meta().name.value).cmp(&(
+                b.kind(),
+                &b.meta().namespace.value,
+                &b.meta().name.value,
+            ))
         });
-        // L7 sets are numbered in policy order, so the bundle stays deterministic.
-        let mut l7_sets: BTreeMap<L7Set, u32> = BTreeMap::new();
-        let mut policies = Vec::with_capacity(computed.len());
-        for (mut policy, pending) in computed {
-            for (entry, set) in pending {
-                let next = l7_sets.len() as u32;
-                let id = *l7_sets.entry(set).or_insert(next);
-                if let Some(e) = policy.entries.get_mut(entry) {
-                    e.verdict = EntryVerdict::Redirect(id);
+        let mut added: Vec<Rule> = Vec::new();
+        let mut kept: Vec<(usize, Rule)> = Vec::new();
+        for (p, k) in policies {
+            for rule in ir::normalize_policy(p, tree, sources) {
+                let candidates = &mut old[k];
+                let same = candidates
+                    .iter()
+                    .position(|o| same_lowering(&rules[*o], &rule))
+                    .map(|at| candidates.remove(at));
+                match same {
+                    Some(o) => kept.push((o, rule)),
+                    None => added.push(rule),
                 }
             }
-            policies.push(policy);
         }
-        self.finish(options, endpoints, policies, l7_sets)
+        for (o, rule) in kept {
+            bundle.rules[o] = rule.origin.clone();
+            rules[o].origin = rule.origin;
+            rules[o].span = rule.span;
+            stats.kept_rules += 1;
+        }
+        let mut dead: Vec<usize> = old.into_iter().flatten().collect();
+        dead.sort_unstable();
+        for ri in dead {
+            self.alive[ri] = false;
+            affected.extend(self.select(&rules[ri].subject));
+            self.rule_peers[ri] = Vec::new();
+            stats.removed_rules += 1;
+        }
+        let first_new = rules.len();
+        stats.added_rules = added.len();
+        bundle.rules.extend(added.iter().map(|r| r.origin.clone()));
+        rules.extend(added);
+        self.alive.resize(rules.len(), true);
+
+        // 3. New CIDR prefixes and DNS-name selectors get local identities after the others.
+        let (prefixes, fqdns) = local_peers(&rules[first_new..]);
+        let mut new_prefixes = Vec::new();
+        for p in prefixes {
+            if !self.cidr_identities.contains_key(&p) {
+                let id = Identity(Identity::FIRST_LOCAL + self.cidr_identities.len() as u32);
+                self.cidr_identities.insert(p, id);
+                new_prefixes.push((p, id));
+            }
+        }
+        let mut new_fqdns = Vec::new();
+        for f in fqdns {
+            if !self.fqdn_identities.contains_key(f) {
+                let id = Identity(FIRST_FQDN + self.fqdn_identities.len() as u32);
+                self.fqdn_identities.insert(f.clone(), id);
+                new_fqdns.push((f.clone(), id));
+            }
+        }
+        stats.new_local_identities = new_prefixes.len() + new_fqdns.len();
+
+        // 4. Addresses in a new prefix now carry its identity: rules whose CIDRs hold it need
+        // it among their peers (nothing else about their peers changes). Tables built from
+        // their old peers are stale.
+        if !new_prefixes.is_empty() {
+            let mut stale = vec![false; first_new];
+            for ri in 0..first_new {
+                if !self.alive[ri] {
+                    continue;
+                }
+                let rule = &rules[ri];
+                let mut gained: Vec<Identity> = Vec::new();
+                for p in &rule.peers {
+                    let Peer::Cidr { cidr, except, .. } = p else {
+                        continue;
+                    };
+                    gained.extend(
+                        new_prefixes
+                            .iter()
+                            .filter(|(n, _)| {
+                                cidr.contains(n) && !except.iter().any(|e| e.contains(n))
+                            })
+                            .map(|(_, id)| *id),
+                    );
+                }
+                if gained.is_empty() {
+                    continue;
+                }
+                let subjects = self.select(&rule.subject);
+                if subjects.is_empty() {
+                    continue;
+                }
+                let peers = &mut self.rule_peers[ri];
+                peers.extend(gained);
+                peers.sort_unstable();
+                peers.dedup();
+                affected.extend(subjects);
+                stale[ri] = true;
+                stats.recomputed_rules += 1;
+            }
+            if stats.recomputed_rules > 0 {
+                self.policy_ids.retain(|(applicable, _), _| {
+                    !applicable.iter().any(|r| stale.get(*r) == Some(&true))
+                });
+            }
+        }
+
+        // 5. The new rules' subjects and peers.
+        self.warm_selector_cache(&rules[first_new..]);
+        let mut new_subjects = Vec::with_capacity(rules.len() - first_new);
+        for rule in &rules[first_new..] {
+            let subjects = self.select(&rule.subject);
+            let peers = self.rule_peer_keys(inventory, rule, &subjects);
+            self.rule_peers.push(peers);
+            affected.extend(subjects.iter().copied());
+            new_subjects.push(subjects);
+        }
+
+        // 6. The rules applying to each affected identity.
+        for id in &affected {
+            if let Some(list) = self.per_identity.get_mut(id) {
+                list.retain(|r| self.alive[*r]);
+            }
+        }
+        for (i, subjects) in new_subjects.into_iter().enumerate() {
+            for s in subjects {
+                self.per_identity.entry(s).or_default().push(first_new + i);
+            }
+        }
+        for id in &affected {
+            if self
+                .per_identity
+                .get(id)
+                .is_some_and(|list| list.is_empty())
+            {
+                self.per_identity.remove(id);
+            }
+        }
+        stats.affected_identities = affected.len();
+
+        // 7. Endpoints of affected identities: an existing table for the same rules and named
+        // ports, else a new one.
+        let mut distinct: Vec<(usize, Vec<usize>)> = Vec::new();
+        let empty = Vec::new();
+        let first_policy = bundle.policies.len();
+        for id in &affected {
+            let Some(workloads) = self.identity_workloads.get(id) else {
+                continue;
+            };
+            let applicable = self.per_identity.get(id).unwrap_or(&empty);
+            for wi in workloads {
+                let Some(ep) = bundle.endpoints.get_mut(*wi) else {
+                    continue;
+                };
+                let next = (first_policy + distinct.len()) as u32;
+                ep.policy = *self
+                    .policy_ids
+                    .entry((applicable.clone(), ep.named_ports.clone()))
+                    .or_insert_with(|| {
+                        distinct.push((*wi, applicable.clone()));
+                        next
+                    });
+                stats.affected_endpoints += 1;
+            }
+        }
+        stats.new_policies = distinct.len();
+        self.compute_policies(
+            inventory,
+            rules,
+            &distinct,
+            &mut bundle.policies,
+            &mut bundle.l7,
+        );
+
+        // 8. New local identities in the identity list, ipcache and DNS-name selectors.
+        for (prefix, id) in &new_prefixes {
+            insert_identity(
+                &mut bundle.identities,
+                IdentityInfo {
+                    id: *id,
+                    kind: IdentityKind::Cidr { prefix: *prefix },
+                },
+            );
+            let at = bundle.ipcache.partition_point(|e| e.prefix < *prefix);
+            // A pod address keeps its workload identity, as in a full compile.
+            if bundle.ipcache.get(at).is_none_or(|e| e.prefix != *prefix) {
+                bundle.ipcache.insert(
+                    at,
+                    IpcacheEntry {
+                        prefix: *prefix,
+                        identity: *id,
+                    },
+                );
+            }
+        }
+        for (f, id) in &new_fqdns {
+            let (info, selector) = fqdn_info(f, *id);
+            insert_identity(&mut bundle.identities, info);
+            bundle.fqdn_selectors.push(selector);
+        }
+        Ok(stats)
     }
 
     fn endpoint_policy(
         &self,
+        inventory: &Inventory,
+        rules: &[Rule],
         wi: usize,
         applicable: &[usize],
-        rule_peers: &[Vec<Identity>],
     ) -> (EndpointPolicy, Vec<(usize, L7Set)>) {
         /// What one rule's L4 match contributes to a key.
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -469,8 +971,8 @@ impl<'a> Lowering<'a> {
         // millions of entries cheap.
         let mut contributions: Vec<(EntryKey, u32, Says)> = Vec::new();
         for ri in applicable {
-            let rule = &self.rules[*ri];
-            let peers = &rule_peers[*ri];
+            let rule = &rules[*ri];
+            let peers = &self.rule_peers[*ri];
             let dir = Dir::from(rule.direction);
             if rule.enforces {
                 match dir {
@@ -525,7 +1027,7 @@ impl<'a> Lowering<'a> {
                         PortMatch::Named(name) => {
                             if dir == Dir::Ingress {
                                 // Resolved on this endpoint's own pods.
-                                for (p, n) in self.named_ports(&[wi], name, *protocol) {
+                                for (p, n) in Self::named_ports(inventory, &[wi], name, *protocol) {
                                     peers
                                         .iter()
                                         .for_each(|peer| push(*peer, p, PortPrefix::single(n)));
@@ -541,7 +1043,8 @@ impl<'a> Lowering<'a> {
                                     let Some(ws) = self.identity_workloads.get(&peer) else {
                                         continue;
                                     };
-                                    for (p, n) in self.named_ports(ws, name, *protocol) {
+                                    for (p, n) in Self::named_ports(inventory, ws, name, *protocol)
+                                    {
                                         push(peer, p, PortPrefix::single(n));
                                     }
                                 }
@@ -588,8 +1091,7 @@ impl<'a> Lowering<'a> {
                 let mut dns: BTreeSet<DnsMatch> = BTreeSet::new();
                 for (_, s) in &says {
                     let Says::L7(ri, pi) = s else { continue };
-                    match self
-                        .rules
+                    match rules
                         .get(*ri as usize)
                         .and_then(|r| r.ports.get(*pi as usize))
                     {
@@ -632,11 +1134,13 @@ impl<'a> Lowering<'a> {
     }
 
     fn finish(
-        self,
+        &self,
+        inventory: &Inventory,
+        rules: &[Rule],
         options: Options,
         endpoints: Vec<bundle::Endpoint>,
         policies: Vec<EndpointPolicy>,
-        l7_sets: BTreeMap<L7Set, u32>,
+        l7: Vec<L7Set>,
     ) -> Bundle {
         let mut identities: Vec<IdentityInfo> = Identity::RESERVED
             .iter()
@@ -651,7 +1155,7 @@ impl<'a> Lowering<'a> {
             identities.push(IdentityInfo {
                 id: *id,
                 kind: IdentityKind::Workload {
-                    labels: (*labels).clone(),
+                    labels: labels.clone(),
                 },
             });
         }
@@ -663,21 +1167,9 @@ impl<'a> Lowering<'a> {
         }
         let mut fqdn_selectors = Vec::new();
         for (f, id) in &self.fqdn_identities {
-            let (name, pattern) = match f {
-                FqdnMatch::Name(n) => (Some(n.clone()), None),
-                FqdnMatch::Pattern(p) => (None, Some(p.clone())),
-            };
-            identities.push(IdentityInfo {
-                id: *id,
-                kind: IdentityKind::Fqdn {
-                    selector: name.clone().or(pattern.clone()).unwrap_or_default(),
-                },
-            });
-            fqdn_selectors.push(FqdnSelector {
-                identity: *id,
-                name,
-                pattern,
-            });
+            let (info, selector) = fqdn_info(f, *id);
+            identities.push(info);
+            fqdn_selectors.push(selector);
         }
         identities.sort_by_key(|i| i.id);
         let mut ipcache: Vec<IpcacheEntry> = self
@@ -688,7 +1180,7 @@ impl<'a> Lowering<'a> {
                 identity: *id,
             })
             .collect();
-        for (wi, w) in self.inventory.workloads.iter().enumerate() {
+        for (wi, w) in inventory.workloads.iter().enumerate() {
             for ip in &w.ips {
                 ipcache.push(IpcacheEntry {
                     prefix: ipnet::IpNet::from(*ip),
@@ -698,8 +1190,6 @@ impl<'a> Lowering<'a> {
         }
         ipcache.sort();
         ipcache.dedup_by(|a, b| a.prefix == b.prefix);
-        let mut l7: Vec<(u32, L7Set)> = l7_sets.into_iter().map(|(s, i)| (i, s)).collect();
-        l7.sort_by_key(|(i, _)| *i);
         Bundle {
             version: BUNDLE_VERSION,
             options,
@@ -714,10 +1204,61 @@ impl<'a> Lowering<'a> {
                 .map(|(id, n)| (*id, *n))
                 .collect(),
             fqdn_selectors,
-            l7: l7.into_iter().map(|(_, s)| s).collect(),
-            rules: self.rules.iter().map(|r| r.origin.clone()).collect(),
+            l7,
+            rules: rules.iter().map(|r| r.origin.clone()).collect(),
         }
     }
+}
+
+/// Inserts an identity into the bundle's list, which is sorted by number.
+fn insert_identity(identities: &mut Vec<IdentityInfo>, info: IdentityInfo) {
+    let at = identities.partition_point(|i| i.id < info.id);
+    identities.insert(at, info);
+}
+
+/// A DNS-name selector's identity and its bundle selector.
+fn fqdn_info(f: &FqdnMatch, id: Identity) -> (IdentityInfo, FqdnSelector) {
+    let (name, pattern) = match f {
+        FqdnMatch::Name(n) => (Some(n.clone()), None),
+        FqdnMatch::Pattern(p) => (None, Some(p.clone())),
+    };
+    (
+        IdentityInfo {
+            id,
+            kind: IdentityKind::Fqdn {
+                selector: name.clone().or(pattern.clone()).unwrap_or_default(),
+            },
+        },
+        FqdnSelector {
+            identity: id,
+            name,
+            pattern,
+        },
+    )
+}
+
+/// Whether two rules lower to the same entries (they may differ in origin and position).
+fn same_lowering(a: &Rule, b: &Rule) -> bool {
+    let same_l7 = |x: &Option<L7>, y: &Option<L7>| match (x, y) {
+        (Some(L7::Http(x)), Some(L7::Http(y))) => {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(x, y)| {
+                    (&x.method, &x.path, &x.host, &x.headers)
+                        == (&y.method, &y.path, &y.host, &y.headers)
+                })
+        }
+        (x, y) => x == y,
+    };
+    a.subject == b.subject
+        && a.direction == b.direction
+        && a.deny == b.deny
+        && a.enforces == b.enforces
+        && a.peers == b.peers
+        && a.ports.len() == b.ports.len()
+        && a.ports
+            .iter()
+            .zip(&b.ports)
+            .all(|((l4a, l7a), (l4b, l7b))| l4a == l4b && same_l7(l7a, l7b))
 }
 
 /// The keys whose prefix covers `key` on the same peer: shorter port prefixes of the same
