@@ -3,6 +3,7 @@
 
 use benches::gen::{generate, Config, Stats};
 use benches::measure::{median, parse_all, read_all, run_child, ChildRun};
+use benches::run::{default_policyc, loud, max, min, paired, rate, ratio_cell, TempTree};
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -33,22 +34,6 @@ struct Args {
     keep: bool,
 }
 
-/// The generated tree; removed on drop (normal end, error or panic) unless kept.
-struct TempTree {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for TempTree {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("kept the tree at {}", self.path.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("warning: cannot remove `{}`: {e}", self.path.display());
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
@@ -58,12 +43,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn default_policyc() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this binary: {e}"))?;
-    let dir = exe.parent().ok_or("this binary has no parent directory")?;
-    Ok(dir.join("policyc"))
 }
 
 #[derive(Clone, Copy)]
@@ -98,14 +77,8 @@ fn run(args: &Args) -> Result<(), String> {
         ));
     }
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tree = TempTree {
-        path: std::env::temp_dir().join(format!("policyc-bench-{}-{nanos:x}", std::process::id())),
-        keep: args.keep,
-    };
+    let tree = TempTree::new(args.keep);
+    tree.remove_on_signal();
     let cfg = Config {
         policies: args.policies,
         workloads: args.workloads,
@@ -202,30 +175,6 @@ fn print_header(args: &Args, st: &Stats, gen_secs: f64, dir: &Path) {
     println!();
 }
 
-/// Per-round ratios a/b, so that both sides of each ratio share the machine's state of the moment.
-fn paired(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| if *y > 0.0 { x / y } else { f64::NAN })
-        .collect()
-}
-
-fn ratio_cell(r: &[f64]) -> String {
-    let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{:.2} ({:.2}-{:.2})", median(r), lo, hi)
-}
-
-fn rate(n: f64) -> String {
-    if n >= 1e6 {
-        format!("{:.2} M", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.1} k", n / 1e3)
-    } else {
-        format!("{n:.0}")
-    }
-}
-
 fn print_table(st: &Stats, events: u64, s: &Samples) {
     let objects = st.objects() as f64;
     let mb = st.bytes as f64 / 1e6;
@@ -246,8 +195,7 @@ fn print_table(st: &Stats, events: u64, s: &Samples) {
     ];
     for (name, t) in rows {
         let m = median(t);
-        let lo = t.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = (min(t), max(t));
         println!(
             "{:<38} {:>10.1} {:>17} {:>10} {:>8.1} {:>20} {:>20}",
             name,
@@ -285,19 +233,6 @@ fn count(
             .filter(|x| x.get("severity").and_then(|s| s.as_str()) == Some(severity))
             .count() as u64
     })
-}
-
-const BANNER: &str =
-    "################################################################################";
-
-/// Prints a block that cannot be missed in a scrolling terminal or a CI log.
-fn loud(lines: &[String]) {
-    println!();
-    println!("{BANNER}");
-    for line in lines {
-        println!("WARNING: {line}");
-    }
-    println!("{BANNER}");
 }
 
 fn print_findings(run: &ChildRun) {
