@@ -7,8 +7,8 @@ use benches::run::{default_policyc, loud, max, min, paired, rate, ratio_cell, Te
 use clap::Parser;
 use compiler::bundle::{Bundle, EndpointPolicy, Entry, EntryKey, Options};
 use compiler::identity::Identity;
-use compiler::lower::{compile, Compiled};
-use policy_lang::model::{Direction, Policy, Port, PortSpec, Protocol, Tree};
+use compiler::lower::{compile, Compiled, PolicyKey};
+use policy_lang::model::{Direction, Policy, PolicyKind, Port, PortSpec, Protocol, Tree};
 use policy_lang::{Checked, Spanned};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -194,7 +194,8 @@ fn mem_end(start: u64) -> Mem {
 
 /// Adds a TCP port to the first NetworkPolicy ingress rule that lists ports (a port no entry
 /// of that rule covers), on the typed tree. Returns what it did.
-fn change_one_policy(tree: &mut Tree) -> Result<String, String> {
+/// Adds a port to one NetworkPolicy ingress rule; returns what changed and the policy's key.
+fn change_one_policy(tree: &mut Tree) -> Result<(String, PolicyKey), String> {
     for policy in &mut tree.policies {
         let Policy::Kubernetes(np) = policy else {
             continue;
@@ -224,8 +225,14 @@ fn change_one_policy(tree: &mut Tree) -> Result<String, String> {
                 end_port: None,
                 span,
             });
-            return Ok(format!(
-                "NetworkPolicy {name}, ingress rule {i}: TCP port {new} added"
+            let key = (
+                PolicyKind::NetworkPolicy,
+                np.meta.namespace.value.clone(),
+                np.meta.name.value.clone(),
+            );
+            return Ok((
+                format!("NetworkPolicy {name}, ingress rule {i}: TCP port {new} added"),
+                key,
             ));
         }
     }
@@ -606,10 +613,9 @@ fn full_round(
     set_phase(0);
     let counts = counts(&compiled, bytes);
     let breakdown = breakdown(&compiled.bundle);
-    let change = change_one_policy(&mut checked.tree)?;
-    let Compiled {
-        bundle, identities, ..
-    } = compiled;
+    let (change, key) = change_one_policy(&mut checked.tree)?;
+    let mut compiled = compiled;
+    let bundle = compiled.bundle.clone();
     // A live compiler holds the old bundle while it builds the new one. When a second bundle
     // (about B's growth) would not fit above the floor, keep digests of the old one instead.
     let need = full_mem.peak.saturating_sub(full_mem.start) as f64 * 1.25;
@@ -620,12 +626,11 @@ fn full_round(
     set_phase(4);
     let start = mem_begin(resettable);
     let t = Instant::now();
-    let again = compile(
-        &checked.tree,
-        &checked.sources,
-        Some(identities.clone()),
-        Options::default(),
-    );
+    // The live path: only the changed policy is lowered again (`update_policies`).
+    compiled
+        .update_policies(&checked.tree, &checked.sources, std::slice::from_ref(&key))
+        .map_err(|e| format!("update_policies: {e:?}"))?;
+    let again = compiled;
     s.recompile.push(t.elapsed().as_secs_f64());
     s.mem_recompile.push(mem_end(start));
     set_phase(0);
@@ -1130,7 +1135,7 @@ mod tests {
         let (_tree, mut checked) = tiny();
         assert_eq!(checked.errors(), 0);
         let before = compile(&checked.tree, &checked.sources, None, Options::default());
-        let what = change_one_policy(&mut checked.tree).expect("a NetworkPolicy with ports");
+        let (what, _) = change_one_policy(&mut checked.tree).expect("a NetworkPolicy with ports");
         let after = compile(
             &checked.tree,
             &checked.sources,
