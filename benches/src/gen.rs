@@ -56,6 +56,28 @@ pub struct Stats {
     pub clusterwide_policies: usize,
 }
 
+/// One line: files, size, and objects by kind (what the benchmarks print as `tree:`).
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} files ({} JSON), {:.1} MB, {} objects = {} namespaces + {} workloads + {} services + {} policies \
+             ({} NetworkPolicy, {} CiliumNetworkPolicy, {} CiliumClusterwideNetworkPolicy)",
+            self.files,
+            self.json_files,
+            self.bytes as f64 / 1e6,
+            self.objects(),
+            self.namespaces,
+            self.workloads,
+            self.services,
+            self.policies(),
+            self.network_policies,
+            self.cilium_policies,
+            self.clusterwide_policies
+        )
+    }
+}
+
 impl Stats {
     pub fn policies(&self) -> usize {
         self.network_policies + self.cilium_policies + self.clusterwide_policies

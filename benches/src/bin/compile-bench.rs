@@ -833,21 +833,7 @@ fn print_header(args: &Args, st: &Stats, gen_secs: f64, dir: &Path) {
         "policyc compile benchmark: seed {}, {} measured rounds after a warm-up check, one process",
         args.seed, args.rounds
     );
-    println!(
-        "tree: {} files ({} JSON), {:.1} MB, {} objects = {} namespaces + {} workloads + {} services + {} policies \
-         ({} NetworkPolicy, {} CiliumNetworkPolicy, {} CiliumClusterwideNetworkPolicy)",
-        st.files,
-        st.json_files,
-        st.bytes as f64 / 1e6,
-        st.objects(),
-        st.namespaces,
-        st.workloads,
-        st.services,
-        st.policies(),
-        st.network_policies,
-        st.cilium_policies,
-        st.clusterwide_policies
-    );
+    println!("tree: {st}");
     println!("generated in {gen_secs:.2} s into {}", dir.display());
     println!();
 }
