@@ -5,6 +5,7 @@
 //! only that generation's maps; the writer fills a fresh generation beside the live one and
 //! flips that single value, so no packet ever sees two policy revisions.
 
+pub mod api;
 pub mod datapath;
 pub mod generation;
 pub mod loader;
