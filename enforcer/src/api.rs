@@ -87,6 +87,21 @@ pub enum Request {
         #[serde(default)]
         last: Option<usize>,
     },
+    /// `policyd explain`: the newest kept drop event matching every given filter, explained
+    /// against the tree in force.
+    Explain {
+        #[serde(default)]
+        from: Option<IpAddr>,
+        #[serde(default)]
+        to: Option<IpAddr>,
+        #[serde(default)]
+        port: Option<u16>,
+        /// `TCP`, `UDP`, `ICMP`, ...
+        #[serde(default)]
+        protocol: Option<String>,
+    },
+    /// Reads the tree again now (what a change in the checkout does).
+    Reload,
 }
 
 /// The answer to a request: `ok` and the request's body, or an error message.

@@ -5,11 +5,13 @@
 //! only that generation's maps; the writer fills a fresh generation beside the live one and
 //! flips that single value, so no packet ever sees two policy revisions.
 
+pub mod agent;
 pub mod api;
 pub mod datapath;
 pub mod generation;
 pub mod loader;
-mod sys;
+pub(crate) mod sys;
 
 pub use generation::{GenerationError, GenerationSpec, Tables};
 pub use loader::{Datapath, DatapathError, LoadOptions, Swap};
+pub use sys::monotonic_ns;

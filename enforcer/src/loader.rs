@@ -45,6 +45,15 @@ pub enum DatapathError {
         interface: String,
         source: ProgramError,
     },
+    #[error("no datapath is pinned under `{path}` (is policyd running with this --bpffs-root?)")]
+    NotPinned { path: PathBuf },
+    #[error("cannot pin the link of `{program}` on `{interface}` at `{path}`: {source:?}")]
+    PinLink {
+        program: &'static str,
+        interface: String,
+        path: PathBuf,
+        source: aya::pin::PinError,
+    },
     #[error("`{0}` is missing from the datapath object")]
     Missing(&'static str),
     #[error("map `{map}`: {source}")]
@@ -125,6 +134,23 @@ impl Datapath {
     /// Loads the object, creating or reusing the pinned maps, and runs both programs through
     /// the verifier. A rejection carries the verifier's log.
     pub fn load(opts: &LoadOptions) -> Result<Datapath, DatapathError> {
+        Datapath::load_object(opts, true)
+    }
+
+    /// Opens the maps an agent pinned under `pin_dir`, without loading the programs (what
+    /// `policyd bpf ...` reads, with or without a running agent). Refuses a directory where no
+    /// agent pinned anything, rather than creating maps there.
+    pub fn open_pinned(pin_dir: &Path) -> Result<Datapath, DatapathError> {
+        let live = pin_dir.join(maps::LIVE);
+        if !live.exists() {
+            return Err(DatapathError::NotPinned {
+                path: pin_dir.to_owned(),
+            });
+        }
+        Datapath::load_object(&LoadOptions::new(pin_dir), false)
+    }
+
+    fn load_object(opts: &LoadOptions, verify: bool) -> Result<Datapath, DatapathError> {
         let pin_err = |source| DatapathError::PinDir {
             path: opts.pin_dir.clone(),
             source,
@@ -144,7 +170,12 @@ impl Datapath {
             loader.map_max_entries(maps::FRAGMENTS, n);
         }
         let mut ebpf = loader.load(OBJECT)?;
-        for name in [programs::FROM_EP, programs::TO_EP] {
+        let programs: &[&'static str] = if verify {
+            &[programs::FROM_EP, programs::TO_EP]
+        } else {
+            &[]
+        };
+        for &name in programs {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::Missing(name))?
@@ -216,6 +247,106 @@ impl Datapath {
                     interface: ifname.to_owned(),
                     source,
                 })?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the programs to an endpoint's host-side interface through links pinned under
+    /// `links_dir` (`<ifname>_from_ep`, `<ifname>_to_ep`: bpffs refuses dots in names), so that they stay attached when this
+    /// process exits. Links already pinned there (a previous agent's) are taken over: the
+    /// kernel swaps their program for this one in place, so the interface is never without
+    /// one. Returns whether an existing link was adopted.
+    pub fn attach_endpoint_pinned(
+        &mut self,
+        ifname: &str,
+        links_dir: &Path,
+    ) -> Result<bool, DatapathError> {
+        use aya::programs::links::{FdLink, PinnedLink};
+        use aya::programs::tc::SchedClassifierLink;
+        std::fs::create_dir_all(links_dir).map_err(|source| DatapathError::PinDir {
+            path: links_dir.to_owned(),
+            source,
+        })?;
+        let mut adopted = true;
+        for (name, at, suffix) in [
+            (programs::FROM_EP, TcAttachType::Ingress, "from_ep"),
+            (programs::TO_EP, TcAttachType::Egress, "to_ep"),
+        ] {
+            let path = links_dir.join(format!("{ifname}_{suffix}"));
+            let prog: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::Missing(name))?
+                .try_into()
+                .map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
+            let attach_err = |source| DatapathError::Attach {
+                program: name,
+                interface: ifname.to_owned(),
+                source,
+            };
+            // A pin whose interface is gone holds a defunct link: replacing its program
+            // fails, and a fresh attach follows.
+            let taken_over = match PinnedLink::from_pin(&path) {
+                Ok(pinned) => {
+                    let replaced = SchedClassifierLink::try_from(FdLink::from(pinned))
+                        .ok()
+                        .and_then(|link| prog.attach_to_link(link).ok());
+                    match replaced {
+                        Some(id) => {
+                            // The pin keeps the link; dropping our handle closes only the fd.
+                            drop(prog.take_link(id).map_err(attach_err)?);
+                            true
+                        }
+                        None => {
+                            let _ = std::fs::remove_file(&path);
+                            false
+                        }
+                    }
+                }
+                Err(_) => {
+                    let _ = std::fs::remove_file(&path);
+                    false
+                }
+            };
+            if taken_over {
+                continue;
+            }
+            adopted = false;
+            // Needed only without TCX.
+            let _ = aya::programs::tc::qdisc_add_clsact(ifname);
+            let id = prog.attach(ifname, at).map_err(attach_err)?;
+            let link = prog.take_link(id).map_err(attach_err)?;
+            match FdLink::try_from(link) {
+                Ok(fd_link) => {
+                    fd_link
+                        .pin(&path)
+                        .map_err(|source| DatapathError::PinLink {
+                            program: name,
+                            interface: ifname.to_owned(),
+                            path: path.clone(),
+                            source,
+                        })?;
+                }
+                // A netlink (clsact) filter is not an fd: it stays attached by itself.
+                Err(_) => {}
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Removes an endpoint's pinned links: the programs detach from its interface (if it
+    /// still exists). Missing pins are not an error.
+    pub fn detach_endpoint_pinned(ifname: &str, links_dir: &Path) -> Result<(), DatapathError> {
+        for suffix in ["from_ep", "to_ep"] {
+            let path = links_dir.join(format!("{ifname}_{suffix}"));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(DatapathError::PinDir { path, source }),
+            }
         }
         Ok(())
     }
@@ -420,6 +551,34 @@ impl Datapath {
                 source,
             })?;
         Ok(ct.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Deletes the conntrack entries that expired before `now_ns` (`bpf_ktime_get_ns`'s
+    /// clock). The programs already treat them as absent; this returns their room.
+    pub fn expire_conntrack(&mut self, now_ns: u64) -> Result<usize, DatapathError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::CONNTRACK)
+            .ok_or(DatapathError::Missing(maps::CONNTRACK))?;
+        let mut ct: HashMap<&mut MapData, CtKey, CtVal> =
+            HashMap::try_from(map).map_err(|source| DatapathError::Map {
+                map: maps::CONNTRACK,
+                source,
+            })?;
+        let expired: Vec<CtKey> = ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.expires_ns < now_ns)
+            .map(|(k, _)| k)
+            .collect();
+        let mut removed = 0;
+        for k in &expired {
+            // Gone already (the LRU evicted it, or a packet replaced it): fine.
+            if ct.remove(k).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Packets per reason code, summed over CPUs (codes that never occurred are left out).

@@ -1,0 +1,130 @@
+//! `policyd`: the node agent (`policyd run`) and the commands that ask it or read its maps.
+
+mod bpf;
+mod query;
+mod table;
+
+use clap::{Parser, Subcommand};
+use enforcer::agent::state::RunOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str = "Enforces a Git-kept tree of network policies on this node with eBPF";
+
+const AFTER_HELP: &str = "\
+`policyd run` is the agent: run it inside the node's network namespace. The other commands
+ask the running agent over its socket (`status`, `endpoint list`, `observe`, `explain`) or read
+the pinned maps directly (`bpf ...`, which works with or without an agent).
+
+Exit status: 0 on success, 1 when the answer is no (`preflight` found a required feature
+missing), 2 for usage errors and when the agent or the maps cannot be reached.";
+
+#[derive(Debug, Parser)]
+#[command(name = "policyd", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(propagate_version = true, disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// The agent's unix socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = enforcer::api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+
+    /// The bpffs directory holding the agent's pinned maps and links.
+    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_BPFFS_ROOT)]
+    bpffs_root: PathBuf,
+
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/policyd";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the agent: compiles the tree, enforces it, serves the socket.
+    Run(RunArgs),
+    /// The agent's state: kernel, programs, policy revision, endpoints, map fill levels.
+    Status,
+    /// The endpoints registered by the CNI plugin.
+    Endpoint {
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
+    /// Reads the pinned datapath maps.
+    Bpf {
+        #[command(subcommand)]
+        command: bpf::BpfCommand,
+    },
+    /// Prints datapath events (like `hubble observe`).
+    Observe(query::ObserveArgs),
+    /// Explains a drop: the rule, file and line that decided it.
+    Explain(query::ExplainArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointCommand {
+    /// Lists the registered endpoints.
+    List,
+}
+
+const RUN_AFTER_HELP: &str = "\
+Run it in the node's network namespace (`ip netns exec node policyd run --source DIR
+--bpffs-root DIR`). The bpffs directory must be on a bpf filesystem that outlives the agent
+(`mount -t bpf bpf /sys/fs/bpf` in the host's mount namespace; note that `ip netns exec`
+remounts /sys, so pass a --bpffs-root outside /sys there). Killing the agent is safe: maps and
+programs stay pinned and enforcing, and the next start adopts them.
+
+Examples:
+  policyd run --source examples/online-shop
+  ip netns exec node policyd run --source /srv/policies --bpffs-root /run/policyd/bpf";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = RUN_AFTER_HELP)]
+struct RunArgs {
+    /// The policy tree: a directory of NetworkPolicy, CiliumNetworkPolicy and workload YAML.
+    #[arg(long, value_name = "DIR")]
+    source: PathBuf,
+
+    /// Where registered endpoints and the identity allocation are kept.
+    #[arg(long, value_name = "DIR", default_value = "/run/policyd")]
+    state_dir: PathBuf,
+
+    /// Conntrack capacity (entries).
+    #[arg(long, value_name = "N")]
+    ct_max_entries: Option<u32>,
+}
+
+/// Exit status for usage errors and unreachable agents or maps.
+pub const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match &cli.command {
+        Command::Run(args) => {
+            let opts = RunOptions {
+                source: args.source.clone(),
+                bpffs_root: cli.bpffs_root.clone(),
+                socket: cli.socket.clone(),
+                state_dir: args.state_dir.clone(),
+                ct_max_entries: args.ct_max_entries,
+            };
+            match enforcer::agent::run(opts) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("policyd: error: {e}");
+                    EXIT_ERROR
+                }
+            }
+        }
+        Command::Status => query::status(&cli.socket, cli.json),
+        Command::Endpoint {
+            command: EndpointCommand::List,
+        } => query::endpoint_list(&cli.socket, cli.json),
+        Command::Bpf { command } => bpf::run(command, &cli.bpffs_root, &cli.socket, cli.json),
+        Command::Observe(args) => query::observe(args, &cli.socket, cli.json),
+        Command::Explain(args) => query::explain(args, &cli.socket, cli.json),
+    };
+    ExitCode::from(code)
+}
