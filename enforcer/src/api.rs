@@ -191,6 +191,8 @@ impl Client {
     }
 
     /// The next response line (`None` when policyd closed the connection).
+    // Kept as `next` (not an Iterator: each call can fail) to leave the client API as it is.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
         let mut line = String::new();
         let n = self
