@@ -9,6 +9,7 @@ pub mod api;
 pub mod datapath;
 pub mod generation;
 pub mod loader;
+pub mod preflight;
 mod sys;
 
 pub use generation::{GenerationError, GenerationSpec, Tables};
