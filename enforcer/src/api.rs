@@ -149,7 +149,7 @@ pub enum ClientError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("policyd: {0}")]
+    #[error("{0}")]
     Refused(String),
 }
 
@@ -196,7 +196,7 @@ impl Client {
                 path: self.path.clone(),
                 source,
             })?;
-        self.next()?.ok_or_else(|| ClientError::Io {
+        self.read_response()?.ok_or_else(|| ClientError::Io {
             path: self.path.clone(),
             source: std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -206,7 +206,7 @@ impl Client {
     }
 
     /// The next response line (`None` when policyd closed the connection).
-    pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
+    pub fn read_response(&mut self) -> Result<Option<Response>, ClientError> {
         let mut line = String::new();
         let n = self
             .reader

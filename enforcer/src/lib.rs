@@ -1,5 +1,6 @@
-//! policyd's datapath: the C eBPF endpoint programs (`bpf/`), their map ABI, the loader and
-//! the generation writer that swaps a compiled bundle into the kernel atomically.
+//! policyd: the C eBPF endpoint programs (`bpf/`), their map ABI, the loader and the
+//! generation writer that swaps a compiled bundle into the kernel atomically, and the agent
+//! that drives them.
 //!
 //! Architecture invariant: a packet reads the live generation once (`plc_live_v1`) and then
 //! only that generation's maps; the writer fills a fresh generation beside the live one and
@@ -10,6 +11,7 @@ pub mod api;
 pub mod datapath;
 pub mod generation;
 pub mod loader;
+pub mod preflight;
 pub(crate) mod sys;
 
 pub use generation::{GenerationError, GenerationSpec, Tables};

@@ -319,19 +319,16 @@ impl Datapath {
             let _ = aya::programs::tc::qdisc_add_clsact(ifname);
             let id = prog.attach(ifname, at).map_err(attach_err)?;
             let link = prog.take_link(id).map_err(attach_err)?;
-            match FdLink::try_from(link) {
-                Ok(fd_link) => {
-                    fd_link
-                        .pin(&path)
-                        .map_err(|source| DatapathError::PinLink {
-                            program: name,
-                            interface: ifname.to_owned(),
-                            path: path.clone(),
-                            source,
-                        })?;
-                }
-                // A netlink (clsact) filter is not an fd: it stays attached by itself.
-                Err(_) => {}
+            // A netlink (clsact) filter is not an fd: it stays attached by itself.
+            if let Ok(fd_link) = FdLink::try_from(link) {
+                fd_link
+                    .pin(&path)
+                    .map_err(|source| DatapathError::PinLink {
+                        program: name,
+                        interface: ifname.to_owned(),
+                        path: path.clone(),
+                        source,
+                    })?;
             }
         }
         Ok(adopted)

@@ -170,8 +170,9 @@ pub struct EventLog {
 impl EventLog {
     pub fn push(&mut self, record: EventRecord) {
         self.seen += 1;
-        self.followers
-            .retain(|(dropped_only, tx)| (*dropped_only && !record.dropped()) || tx.send(record.clone()).is_ok());
+        self.followers.retain(|(dropped_only, tx)| {
+            (*dropped_only && !record.dropped()) || tx.send(record.clone()).is_ok()
+        });
         if self.kept.len() == KEPT_EVENTS {
             self.kept.pop_front();
         }

@@ -80,7 +80,15 @@ pub fn explain(live: &Live, event: &EventRecord) -> Result<Explanation, String> 
                     && o.rule_index == r.rule_index
                     && (o.namespace == r.namespace || o.namespace.is_empty())
             })
-            .map(|o| format!("{}:{} ({} rule #{})", o.file, o.line, o.policy(), o.rule_index))
+            .map(|o| {
+                format!(
+                    "{}:{} ({} rule #{})",
+                    o.file,
+                    o.line,
+                    o.policy(),
+                    o.rule_index
+                )
+            })
             .unwrap_or_else(|| format!("{kind} {}/{} rule #{}", r.namespace, r.name, r.rule_index))
     };
     let side = |s: &SideResult| -> SideExplanation {
@@ -103,7 +111,11 @@ pub fn explain(live: &Live, event: &EventRecord) -> Result<Explanation, String> 
             verdict: verdict_word(s.verdict).into(),
             reason: s.reason.as_str().into(),
             rules: rules.iter().map(rule).collect(),
-            selecting_policies: s.selecting_policies.clone(),
+            selecting_policies: s
+                .selecting_policies
+                .iter()
+                .map(|p| policy_location(live, p))
+                .collect(),
         }
     };
     let sides: Vec<SideExplanation> = answer
@@ -120,6 +132,32 @@ pub fn explain(live: &Live, event: &EventRecord) -> Result<Explanation, String> 
         sides,
         generation: live.generation,
     })
+}
+
+/// `Kind ns/name at file:line` for a policy named `Kind ns/name` (or `Kind name`).
+fn policy_location(live: &Live, policy: &str) -> String {
+    let found = live.tree.policies.iter().find(|p| {
+        let name = if p.kind() == policy_lang::model::PolicyKind::CiliumClusterwideNetworkPolicy {
+            format!("{} {}", p.kind().as_str(), p.meta().name.value)
+        } else {
+            format!(
+                "{} {}/{}",
+                p.kind().as_str(),
+                p.meta().namespace.value,
+                p.meta().name.value
+            )
+        };
+        name == policy
+    });
+    let located = found.and_then(|p| {
+        let (file, start, _) = live.source.sources.locate(p.meta().span)?;
+        Some(format!(
+            "{policy} at {}:{}",
+            file.path.display(),
+            start.line
+        ))
+    });
+    located.unwrap_or_else(|| policy.to_owned())
 }
 
 fn verdict_word(v: Verdict) -> &'static str {

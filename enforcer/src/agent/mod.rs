@@ -164,9 +164,7 @@ fn handle(agent: &Shared, request: Request) -> Response {
             ifname,
         } => match a.get_endpoint(&container_id, &ifname) {
             Some(info) => Response::ok(info),
-            None => Response::err(format!(
-                "no endpoint {container_id}/{ifname} is registered"
-            )),
+            None => Response::err(format!("no endpoint {container_id}/{ifname} is registered")),
         },
         Request::EndpointList => Response::ok(a.endpoint_list()),
         Request::Status => match a.status() {

@@ -41,19 +41,14 @@ fn is_suffix_word(s: &str, len: std::ops::RangeInclusive<usize>) -> bool {
 
 /// Whether `pod` is a name the controller `kind` named `owner` gives its pods.
 fn named_by(kind: WorkloadKind, owner: &str, pod: &str) -> bool {
-    let Some(rest) = pod
-        .strip_prefix(owner)
-        .and_then(|r| r.strip_prefix('-'))
-    else {
+    let Some(rest) = pod.strip_prefix(owner).and_then(|r| r.strip_prefix('-')) else {
         return false;
     };
     match kind {
         // `<deployment>-<pod-template-hash>-<random>`
-        WorkloadKind::Deployment => rest
-            .split_once('-')
-            .is_some_and(|(hash, random)| {
-                is_suffix_word(hash, 1..=10) && is_suffix_word(random, 5..=5)
-            }),
+        WorkloadKind::Deployment => rest.split_once('-').is_some_and(|(hash, random)| {
+            is_suffix_word(hash, 1..=10) && is_suffix_word(random, 5..=5)
+        }),
         // `<statefulset>-<ordinal>`
         WorkloadKind::StatefulSet => !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()),
         // `<cronjob>-<scheduled time>-<random>`
@@ -77,9 +72,9 @@ pub fn origin(tree: &Tree, namespace: &str, name: &str) -> Origin {
             .enumerate()
             .filter(move |(_, w)| w.meta.namespace.value == namespace)
     };
-    if let Some((i, _)) = in_ns().find(|(_, w)| {
-        w.kind == WorkloadKind::Pod && w.meta.name.value == name
-    }) {
+    if let Some((i, _)) =
+        in_ns().find(|(_, w)| w.kind == WorkloadKind::Pod && w.meta.name.value == name)
+    {
         return Origin::PodObject(i);
     }
     // The most specific controller: `web-api` before `web` for `web-api-5d9c7-x2x7q`.

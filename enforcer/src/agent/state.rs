@@ -4,7 +4,7 @@
 
 use super::events::{self, EventLog, EventRecord, Names};
 use super::pods::{self, Pod};
-use super::store::{StoredEndpoint, Store};
+use super::store::{Store, StoredEndpoint};
 use crate::api::{EndpointInfo, EndpointRegistration};
 use crate::datapath::{self, maps, programs};
 use crate::generation::GenerationSpec;
@@ -82,7 +82,7 @@ pub struct Agent {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    Datapath(#[from] crate::loader::DatapathError),
+    Datapath(Box<crate::loader::DatapathError>),
     #[error("state directory `{path}`: {source}")]
     State {
         path: PathBuf,
@@ -90,6 +90,12 @@ pub enum AgentError {
     },
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<crate::loader::DatapathError> for AgentError {
+    fn from(e: crate::loader::DatapathError) -> AgentError {
+        AgentError::Datapath(Box::new(e))
+    }
 }
 
 fn log(msg: std::fmt::Arguments<'_>) {
@@ -199,7 +205,10 @@ impl Agent {
             .filter(|d| d.severity == policy_lang::Severity::Error)
             .map(|d| {
                 let l = LocatedDiagnostic::new(d, &checked.sources);
-                format!("{}:{}:{}: {} {}", l.file, l.line, l.column, l.code, l.message)
+                format!(
+                    "{}:{}:{}: {} {}",
+                    l.file, l.line, l.column, l.code, l.message
+                )
             })
             .collect();
         if checked.has_io_errors() || !errors.is_empty() {
@@ -360,7 +369,10 @@ impl Agent {
                 Some(p) => self.endpoints.insert(key.clone(), p),
                 None => self.endpoints.remove(&key),
             };
-            let _ = Datapath::detach_endpoint_pinned(&stored.registration.host_ifname, &self.links_dir());
+            let _ = Datapath::detach_endpoint_pinned(
+                &stored.registration.host_ifname,
+                &self.links_dir(),
+            );
             return Err(e);
         }
         self.store
@@ -381,7 +393,11 @@ impl Agent {
     }
 
     /// Forgets an endpoint (no error when it is unknown) and detaches its programs.
-    pub fn remove_endpoint(&mut self, container_id: &str, ifname: &str) -> Result<bool, AgentError> {
+    pub fn remove_endpoint(
+        &mut self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<bool, AgentError> {
         let key = format!("{container_id}/{ifname}");
         let Some(ep) = self.endpoints.remove(&key) else {
             return Ok(false);
@@ -437,9 +453,8 @@ impl Agent {
             let w = l.compiled.inventory.by_ip(*ip)?;
             l.compiled.bundle.endpoint(&w.full_name())
         });
-        let policy = bundle_ep.and_then(|e| {
-            live.and_then(|l| l.compiled.bundle.policies.get(e.policy as usize))
-        });
+        let policy = bundle_ep
+            .and_then(|e| live.and_then(|l| l.compiled.bundle.policies.get(e.policy as usize)));
         Some(EndpointInfo {
             container_id: r.container_id.clone(),
             ifname: r.ifname.clone(),

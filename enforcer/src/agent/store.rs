@@ -156,7 +156,9 @@ mod tests {
         assert!(problems.is_empty());
         assert_eq!(again.identities().expect("ids").get(&labels), Some(id));
         again.remove_endpoint("abc/../x/eth0").expect("remove");
-        again.remove_endpoint("abc/../x/eth0").expect("remove twice");
+        again
+            .remove_endpoint("abc/../x/eth0")
+            .expect("remove twice");
         assert!(again.endpoints().expect("list").0.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }

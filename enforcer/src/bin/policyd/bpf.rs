@@ -83,7 +83,7 @@ fn identity_name(id: u32) -> String {
     match compiler::identity::Identity(id).reserved_name() {
         Some(n) => format!("{id} ({n})"),
         None if id == datapath::ID_ANY => "any".into(),
-        None if id >= datapath::ID_FIRST_NAMESPACE && id < datapath::ID_CLUSTER_CLASS => {
+        None if (datapath::ID_FIRST_NAMESPACE..datapath::ID_CLUSTER_CLASS).contains(&id) => {
             format!("{id} (namespace #{})", id - datapath::ID_FIRST_NAMESPACE)
         }
         None if id == datapath::ID_CLUSTER_CLASS => format!("{id} (cluster)"),
@@ -107,12 +107,11 @@ fn policy_get(dp: &Datapath, endpoint: &str, socket: &Path, json: bool) -> Resul
     let ips: Vec<IpAddr> = match endpoint.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => {
-            let (ns, pod) = endpoint.split_once('/').ok_or_else(|| {
-                format!("`{endpoint}` is neither an address nor `namespace/pod`")
-            })?;
+            let (ns, pod) = endpoint
+                .split_once('/')
+                .ok_or_else(|| format!("`{endpoint}` is neither an address nor `namespace/pod`"))?;
             let body = api::call(socket, &Request::EndpointList).map_err(|e| e.to_string())?;
-            let eps: Vec<EndpointInfo> =
-                serde_json::from_value(body).map_err(|e| e.to_string())?;
+            let eps: Vec<EndpointInfo> = serde_json::from_value(body).map_err(|e| e.to_string())?;
             eps.into_iter()
                 .find(|e| e.namespace == ns && e.pod_name == pod)
                 .map(|e| e.ips)
@@ -270,8 +269,9 @@ fn ct_list(dp: &Datapath, json: bool) -> Result<String, String> {
                 }
             };
             CtRow {
-                endpoint: with_port(addr(k.ep_addr), u16::from_be(k.ep_port)),
-                peer: with_port(addr(k.peer_addr), u16::from_be(k.peer_port)),
+                // Conntrack keys hold ports in host order (the programs convert once).
+                endpoint: with_port(addr(k.ep_addr), k.ep_port),
+                peer: with_port(addr(k.peer_addr), k.peer_port),
                 protocol: proto::name(k.protocol).to_owned(),
                 origin: if v.origin == datapath::DIR_EGRESS {
                     "out"
@@ -293,7 +293,13 @@ fn ct_list(dp: &Datapath, json: bool) -> Result<String, String> {
         return json_lines(&rows);
     }
     let mut t = Table::new(&[
-        "ENDPOINT", "PEER", "PROTOCOL", "ORIGIN", "EXPIRES", "GENERATION", "STATE",
+        "ENDPOINT",
+        "PEER",
+        "PROTOCOL",
+        "ORIGIN",
+        "EXPIRES",
+        "GENERATION",
+        "STATE",
     ]);
     for r in &rows {
         t.row(vec![

@@ -61,7 +61,18 @@ enum Command {
     Observe(query::ObserveArgs),
     /// Explains a drop: the rule, file and line that decided it.
     Explain(query::ExplainArgs),
+    /// Checks that this kernel and this process can run the datapath.
+    #[command(after_help = PREFLIGHT_AFTER_HELP)]
+    Preflight,
 }
+
+const PREFLIGHT_AFTER_HELP: &str = "\
+Checks the kernel version, the CONFIG_* options the datapath needs (from /proc/config.gz or
+/boot/config-$(uname -r)), that --bpffs-root is on a bpf filesystem, and this process's
+capabilities; lists which optional features (TCX, masquerade, L7 proxies, bandwidth, IPv6,
+tunnels, WireGuard, SCTP) this kernel supports.
+
+Exit status: 0 when policyd can run here, 1 when something required is missing.";
 
 #[derive(Debug, Subcommand)]
 enum EndpointCommand {
@@ -99,6 +110,27 @@ struct RunArgs {
 /// Exit status for usage errors and unreachable agents or maps.
 pub const EXIT_ERROR: u8 = 2;
 
+fn preflight(bpffs_root: &std::path::Path, json: bool) -> u8 {
+    let report =
+        enforcer::preflight::inspect(&enforcer::preflight::HostEnv::from_machine_at(bpffs_root));
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("policyd: error: {e}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        print!("{}", report.render_human());
+    }
+    if report.is_ok() {
+        0
+    } else {
+        1
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match &cli.command {
@@ -125,6 +157,7 @@ fn main() -> ExitCode {
         Command::Bpf { command } => bpf::run(command, &cli.bpffs_root, &cli.socket, cli.json),
         Command::Observe(args) => query::observe(args, &cli.socket, cli.json),
         Command::Explain(args) => query::explain(args, &cli.socket, cli.json),
+        Command::Preflight => preflight(&cli.bpffs_root, cli.json),
     };
     ExitCode::from(code)
 }

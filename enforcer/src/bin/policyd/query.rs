@@ -13,7 +13,10 @@ use std::path::Path;
 
 /// Asks the agent and decodes the answer's body; prints the error and returns the exit
 /// status when that fails.
-fn ask<T: DeserializeOwned>(socket: &Path, request: &Request) -> Result<(T, serde_json::Value), u8> {
+fn ask<T: DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+) -> Result<(T, serde_json::Value), u8> {
     let body = api::call(socket, request).map_err(|e| {
         eprintln!("policyd: error: {e}");
         EXIT_ERROR
@@ -217,7 +220,7 @@ pub fn observe(args: &ObserveArgs, socket: &Path, json: bool) -> u8 {
                 return EXIT_ERROR;
             }
         }
-        next = client.next();
+        next = client.read_response();
     }
 }
 
