@@ -6,6 +6,7 @@
 //! flips that single value, so no packet ever sees two policy revisions.
 
 pub mod api;
+pub mod cni;
 pub mod datapath;
 pub mod generation;
 pub mod loader;
