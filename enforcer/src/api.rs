@@ -191,6 +191,8 @@ impl Client {
     }
 
     /// The next response line (`None` when policyd closed the connection).
+    // Not an `Iterator`: every line can fail on its own, and `observe --follow` blocks.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
         let mut line = String::new();
         let n = self
