@@ -1,6 +1,9 @@
 //! The pod's plumbing, Calico style: a veth pair whose pod end holds the pod's addresses as
 //! /32 and /128 with a default route through a link-local gateway, and whose host end the
 //! node namespace routes each pod address to. Setting it up, tearing it down, reading it back.
+//!
+//! Both sides get permanent neighbour entries for the other (the pod for its gateway, the
+//! node for each pod address), so no packet waits for, or depends on, ARP or NDP.
 
 use super::netlink::{Link, Netlink, Route};
 use super::netns;
@@ -212,6 +215,16 @@ fn finish(nl: &mut Netlink, pod_ns: &File, plan: &Plan<'_>) -> io::Result<Wired>
                 "cannot route {ip} to {} in the node namespace",
                 plan.host_ifname
             )))?;
+        // The node knows the pod's MAC address: no ARP or neighbour discovery is needed
+        // towards the pod (and none can go wrong in a namespace without any address of its
+        // own, where the kernel would otherwise send to the broadcast address).
+        if let Some(mac) = pod.mac {
+            nl.add_neighbour(host.index, *ip, mac)
+                .map_err(context(format!(
+                    "cannot add the neighbour entry of {ip} on {}",
+                    plan.host_ifname
+                )))?;
+        }
     }
     Ok(Wired { host, pod })
 }
