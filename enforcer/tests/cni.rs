@@ -263,6 +263,39 @@ impl Drop for Stub {
     }
 }
 
+/// A process holding a namespace (`sleep` under `ip netns exec`), killed on drop.
+struct Holder(std::process::Child);
+
+impl Holder {
+    /// Waits until the process is inside the namespace (`ip netns exec` enters it, then execs
+    /// `sleep` in the same process): both files then name the same nsfs inode.
+    fn spawn(ns: &Netns) -> Holder {
+        use std::os::unix::fs::MetadataExt;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let holder = Holder(child);
+        let target = std::fs::metadata(ns.path()).expect("netns file").ino();
+        let own = format!("/proc/{}/ns/net", holder.0.id());
+        for _ in 0..1000 {
+            if std::fs::metadata(&own).is_ok_and(|m| m.ino() == target) {
+                return holder;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the holder process did not enter {}", ns.name);
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What the plugin printed and how it exited.
 struct Out {
     code: i32,
@@ -836,6 +869,11 @@ fn older_versions_and_dual_stack() {
         json!([[{ "subnet": "10.244.8.0/24" }], [{ "subnet": "fd00:244:8::/64" }]]),
     );
     conf["cniVersion"] = json!("0.4.0");
+    conf["mtu"] = json!(1400);
+    // The second pod's namespace is named the way a runtime without `ip netns` names it:
+    // /proc/PID/ns/net of a process inside it.
+    let holder = Holder::spawn(&pod2);
+    let pod2_path = format!("/proc/{}/ns/net", holder.0.id());
     let a1 = Attach {
         container_id: "v1",
         netns: &pod1.path(),
@@ -844,7 +882,7 @@ fn older_versions_and_dual_stack() {
     };
     let a2 = Attach {
         container_id: "v2",
-        netns: &pod2.path(),
+        netns: &pod2_path,
         ifname: "net1",
         args: "",
     };
@@ -869,6 +907,10 @@ fn older_versions_and_dual_stack() {
         ])
     );
     assert_eq!(r2["interfaces"][1]["name"], "net1");
+    assert_eq!(r2["interfaces"][1]["sandbox"], json!(pod2_path));
+    let link = String::from_utf8_lossy(&ip(&["-n", &pod2.name, "link", "show", "net1"]).stdout)
+        .into_owned();
+    assert!(link.contains("mtu 1400"), "{link}");
 
     let v6 = |r: &Value| -> IpAddr {
         r["ips"][1]["address"]
