@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod cni;
 pub mod datapath;
 pub mod generation;
 pub mod loader;

@@ -164,15 +164,27 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
 
     // The drop of the denied connection is an event that names the deny rule.
     node.settle();
-    let dropped = json(&node.policyd(&["observe", "--verdict", "dropped", "--json"]));
-    let _ = dropped;
+    // `--json` prints one event per line, as `hubble observe -o json` does.
+    let dropped = text(&node.policyd(&["observe", "--verdict", "dropped", "--json"]));
+    let events: Vec<serde_json::Value> = dropped
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert!(events.iter().all(|e| e["verdict"] == "dropped"));
+    assert!(
+        events.iter().any(|e| e["destination"]["port"] == 7000
+            && e["reason"] == "default-deny"
+            && e["destination"]["name"] == "demo/server"
+            && e["source"]["name"] == "demo/client"),
+        "{dropped}"
+    );
     let lines = text(&node.policyd(&["observe", "--verdict", "dropped"]));
     assert!(
         lines
             .lines()
             .any(|l| l.contains(&format!("{}:9000", server.ip)) && l.contains("policy-deny")
-                && l.contains("deny.yaml:6")),
-        "no drop event for :9000 naming deny.yaml:6 in:\n{lines}"
+                && l.contains("deny.yaml:7")),
+        "no drop event for :9000 naming deny.yaml:7 in:\n{lines}"
     );
     let explained = json(&node.policyd(&[
         "explain",
@@ -193,7 +205,7 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
     assert_eq!(ingress["reason"], "denied by a deny rule");
     let rule = ingress["rules"][0].as_str().unwrap_or_default();
     assert!(
-        rule.ends_with("deny.yaml:6 (CiliumNetworkPolicy demo/no-admin-port rule #0)"),
+        rule.ends_with("deny.yaml:7 (CiliumNetworkPolicy demo/no-admin-port rule #0)"),
         "{rule}"
     );
     // The default deny names the policies that put the server in it, with their files.
