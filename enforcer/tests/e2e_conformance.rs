@@ -201,6 +201,9 @@ fn probe_all(targets: &[(SocketAddr, Protocol)]) -> Vec<bool> {
     out
 }
 
+/// One probe: the matrix cell it checks, the destination and the protocol.
+type Probe = (usize, SocketAddr, Protocol);
+
 struct Mismatch {
     from: String,
     to: String,
@@ -208,7 +211,8 @@ struct Mismatch {
     matrix: bool,
 }
 
-fn run_scenario(name: &str) -> (usize, Vec<Mismatch>) {
+/// Probes, how many of them the datapath let through, and the disagreements.
+fn run_scenario(name: &str) -> (usize, usize, Vec<Mismatch>) {
     let dir = corpus().join(name);
     let checked = policy_lang::check(std::slice::from_ref(&dir));
     assert_eq!(checked.errors(), 0, "{name} does not check");
@@ -243,7 +247,7 @@ fn run_scenario(name: &str) -> (usize, Vec<Mismatch>) {
     let _servers: Vec<Listening> = pods.values().map(|p| Listening::start(p, &ports)).collect();
 
     // Probes grouped by source pod; sources run in parallel.
-    let mut by_source: BTreeMap<String, Vec<(usize, SocketAddr, Protocol)>> = BTreeMap::new();
+    let mut by_source: BTreeMap<String, Vec<Probe>> = BTreeMap::new();
     for (i, c) in cells.iter().enumerate() {
         if c.from == c.to {
             continue;
@@ -259,7 +263,7 @@ fn run_scenario(name: &str) -> (usize, Vec<Mismatch>) {
         ));
     }
     let mut results: BTreeMap<usize, bool> = BTreeMap::new();
-    let sources: Vec<(String, Vec<(usize, SocketAddr, Protocol)>)> = by_source.into_iter().collect();
+    let sources: Vec<(String, Vec<Probe>)> = by_source.into_iter().collect();
     for group in sources.chunks(4) {
         let handles: Vec<_> = group
             .iter()
@@ -292,18 +296,22 @@ fn run_scenario(name: &str) -> (usize, Vec<Mismatch>) {
             matrix: cells[*i].allowed,
         })
         .collect();
-    (results.len(), mismatches)
+    let through = results.values().filter(|t| **t).count();
+    (results.len(), through, mismatches)
 }
 
 #[test]
 fn every_probe_on_the_real_datapath_agrees_with_policyc_matrix() {
     let mut report = Vec::new();
     let mut failures = Vec::new();
+    let (mut all_probes, mut all_through) = (0, 0);
     for name in SCENARIOS {
         let t = Instant::now();
-        let (probes, mismatches) = run_scenario(name);
+        let (probes, through, mismatches) = run_scenario(name);
+        all_probes += probes;
+        all_through += through;
         report.push(format!(
-            "{name}: {probes} probes, {} mismatches, {:.1} s",
+            "{name}: {probes} probes ({through} got through), {} mismatches, {:.1} s",
             mismatches.len(),
             t.elapsed().as_secs_f64()
         ));
@@ -315,11 +323,20 @@ fn every_probe_on_the_real_datapath_agrees_with_policyc_matrix() {
                 m.to,
                 m.port,
                 if m.matrix { "allowed" } else { "denied" },
-                if m.matrix { "dropped it" } else { "let it through" }
+                if m.matrix {
+                    "dropped it"
+                } else {
+                    "let it through"
+                }
             ));
         }
         assert!(probes > 0, "{name}: nothing was probed");
     }
+    // Both verdicts were exercised: a datapath that passed or dropped everything would fail.
+    assert!(
+        all_through > 0 && all_through < all_probes,
+        "{all_through} of {all_probes} probes got through"
+    );
     assert!(
         failures.is_empty(),
         "{}\n\n{}",

@@ -91,12 +91,8 @@ fn json(out: &std::process::Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -182,7 +178,8 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
     assert!(
         lines
             .lines()
-            .any(|l| l.contains(&format!("{}:9000", server.ip)) && l.contains("policy-deny")
+            .any(|l| l.contains(&format!("{}:9000", server.ip))
+                && l.contains("policy-deny")
                 && l.contains("deny.yaml:7")),
         "no drop event for :9000 naming deny.yaml:7 in:\n{lines}"
     );
@@ -209,16 +206,11 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
         "{rule}"
     );
     // The default deny names the policies that put the server in it, with their files.
-    let human = text(&node.policyd(&[
-        "explain",
-        "--to",
-        &server.ip.to_string(),
-        "--port",
-        "7000",
-    ]));
+    let human = text(&node.policyd(&["explain", "--to", &server.ip.to_string(), "--port", "7000"]));
     assert!(human.contains("default deny"), "{human}");
     assert!(
-        human.contains("NetworkPolicy demo/server-ingress at ") && human.contains("policies.yaml:2"),
+        human.contains("NetworkPolicy demo/server-ingress at ")
+            && human.contains("policies.yaml:2"),
         "{human}"
     );
 
@@ -244,7 +236,12 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
             && l.contains("allow")),
         "{policy}"
     );
-    assert!(policy.lines().any(|l| l.contains("9000") && l.contains("deny")), "{policy}");
+    assert!(
+        policy
+            .lines()
+            .any(|l| l.contains("9000") && l.contains("deny")),
+        "{policy}"
+    );
     let ipcache = text(&node.policyd(&["bpf", "ipcache", "list"]));
     for p in [&client, &server, &other] {
         assert!(ipcache.contains(&format!("{}/32", p.ip)), "{ipcache}");
@@ -252,8 +249,9 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
     let ct = json(&node.policyd(&["bpf", "ct", "list", "--json"]));
     let open = format!("{}:8080", server.ip);
     assert!(
-        ct.as_array()
-            .is_some_and(|rows| rows.iter().any(|r| r["peer"] == open.as_str() && r["seen_reply"] == true)),
+        ct.as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|r| r["peer"] == open.as_str() && r["seen_reply"] == true)),
         "no established entry towards {open}: {ct}"
     );
     drop(conn);
@@ -274,7 +272,11 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = node.del_pod(&other, &ipam);
-    assert!(out.status.success(), "DEL: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "DEL: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = node.cni(
         "DEL",
         &other.netns,
@@ -283,12 +285,29 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
         &ipam,
         None,
     );
-    assert!(out.status.success(), "second DEL: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "second DEL: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let eps = node.ask(&Request::EndpointList);
     assert_eq!(eps.as_array().map(Vec::len), Some(2), "{eps}");
     // host-local released the address (it keeps one file per address in use).
-    let lease = node.dir.join("ipam").join("plc-e2e").join(other.ip.to_string());
+    let lease = node
+        .dir
+        .join("ipam")
+        .join("plc-e2e")
+        .join(other.ip.to_string());
     assert!(!lease.exists(), "{} is still leased", other.ip);
-    let lease = node.dir.join("ipam").join("plc-e2e").join(client.ip.to_string());
-    assert!(lease.exists(), "host-local keeps {} in {}", client.ip, lease.display());
+    let lease = node
+        .dir
+        .join("ipam")
+        .join("plc-e2e")
+        .join(client.ip.to_string());
+    assert!(
+        lease.exists(),
+        "host-local keeps {} in {}",
+        client.ip,
+        lease.display()
+    );
 }

@@ -97,7 +97,8 @@ fn a_killed_agent_leaves_enforcement_in_place_and_a_restart_adopts_it() {
 
     let exchange = |conn: &mut TcpStream, tag: u8| {
         let msg = [tag; 64];
-        conn.write_all(&msg).expect("write on the established connection");
+        conn.write_all(&msg)
+            .expect("write on the established connection");
         let mut back = [0u8; 64];
         conn.read_exact(&mut back)
             .expect("the established connection answers");
@@ -126,9 +127,18 @@ fn a_killed_agent_leaves_enforcement_in_place_and_a_restart_adopts_it() {
     stop.store(true, Ordering::Relaxed);
     let tally = prober.join().expect("prober");
     eprintln!("{tally:?}");
-    assert!(tally.allowed_ok >= 5 && tally.denied_blocked >= 5, "{tally:?}");
-    assert_eq!(tally.denied_leaked, 0, "the denied flow got through: {tally:?}");
-    assert_eq!(tally.allowed_failed, 0, "the allowed flow failed: {tally:?}");
+    assert!(
+        tally.allowed_ok >= 5 && tally.denied_blocked >= 5,
+        "{tally:?}"
+    );
+    assert_eq!(
+        tally.denied_leaked, 0,
+        "the denied flow got through: {tally:?}"
+    );
+    assert_eq!(
+        tally.allowed_failed, 0,
+        "the allowed flow failed: {tally:?}"
+    );
 
     // The restarted agent adopted both pods and forgot the one deleted while it was down.
     let eps = node.ask(&Request::EndpointList);

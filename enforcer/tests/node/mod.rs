@@ -30,8 +30,7 @@ fn unique(tag: &str) -> String {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn a command");
-    out
+    cmd.output().expect("spawn a command")
 }
 
 fn ip(args: &[&str]) {
@@ -275,7 +274,10 @@ impl Node {
         let netns = format!("{}p{}", self.netns, self.pod_count);
         ip(&["netns", "add", &netns]);
         ip(&["-n", &netns, "link", "set", "lo", "up"]);
-        let container_id = format!("{:064x}", (self.pod_count as u128) << 64 | std::process::id() as u128);
+        let container_id = format!(
+            "{:064x}",
+            (self.pod_count as u128) << 64 | std::process::id() as u128
+        );
         let out = self.cni("ADD", &netns, &container_id, (namespace, name), ipam, None);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
