@@ -102,6 +102,11 @@ pub enum Request {
     },
     /// Reads the tree again now (what a change in the checkout does).
     Reload,
+    /// `policyd history`: the revisions seen, oldest first (the last `last` of them).
+    History {
+        #[serde(default)]
+        last: Option<usize>,
+    },
 }
 
 /// The answer to a request: `ok` and the request's body, or an error message.

@@ -81,6 +81,9 @@ pub struct LoadOptions {
     pub ct_max_entries: Option<u32>,
     /// Fragment table capacity (default: the object's 8192).
     pub frag_max_entries: Option<u32>,
+    /// Connections conntrack knows survive a generation that no longer allows them
+    /// (`plc_keep_established`); by default they are judged again and cut.
+    pub keep_established: bool,
 }
 
 impl LoadOptions {
@@ -89,6 +92,7 @@ impl LoadOptions {
             pin_dir: pin_dir.into(),
             ct_max_entries: None,
             frag_max_entries: None,
+            keep_established: false,
         }
     }
 }
@@ -169,6 +173,8 @@ impl Datapath {
         if let Some(n) = opts.frag_max_entries {
             loader.map_max_entries(maps::FRAGMENTS, n);
         }
+        let keep = u8::from(opts.keep_established);
+        loader.override_global("plc_keep_established", &keep, true);
         let mut ebpf = loader.load(OBJECT)?;
         let programs: &[&'static str] = if verify {
             &[programs::FROM_EP, programs::TO_EP]
@@ -387,6 +393,11 @@ impl Datapath {
     /// A failure before step 2 leaves the live generation untouched.
     pub fn write_generation(&mut self, spec: &GenerationSpec<'_>) -> Result<Swap, DatapathError> {
         let t = tables(spec)?;
+        self.write_tables(&t)
+    }
+
+    /// [`Datapath::write_generation`] of tables already computed.
+    pub fn write_tables(&mut self, t: &Tables) -> Result<Swap, DatapathError> {
         let live = self.live_generation()?;
         let next = live.wrapping_add(1);
         let slot = next & 1;

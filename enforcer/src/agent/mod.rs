@@ -1,10 +1,14 @@
-//! `policyd run`: the node agent. It owns one [`state::Agent`] behind a lock, serves the unix
-//! socket (one thread per connection), and runs a housekeeping thread that reads datapath
-//! events, collects expired conntrack entries and forgets endpoints whose interface vanished.
+//! `policyd run`: the node agent. It owns one [`state::Agent`] behind a lock, follows the
+//! source (a thread that sends revisions, one that applies them, newest first), serves the
+//! unix socket (one thread per connection) and the metrics, and runs a housekeeping thread
+//! that reads datapath events, collects expired conntrack entries and forgets endpoints whose
+//! interface vanished.
 
 pub mod events;
 pub mod explain;
+pub mod metrics;
 pub mod pods;
+pub mod source;
 pub mod state;
 pub mod store;
 
@@ -32,10 +36,62 @@ const COLLECT_EVERY: Duration = Duration::from_secs(10);
 /// moment: maps and links are pinned, and the next start adopts them.
 pub fn run(opts: RunOptions) -> Result<(), AgentError> {
     let socket = opts.socket.clone();
+    let source_spec = opts.source.clone();
+    let state_dir = opts.state_dir.clone();
+    let metrics_address = opts.metrics_address;
     let agent = Agent::start(opts)?;
     let listener = bind(&socket)?;
+    if let Some(address) = metrics_address {
+        agent.metrics.serve(address).map_err(AgentError::Refused)?;
+        eprintln!("policyd: metrics on http://{address}/metrics");
+    }
     let shared: Shared = Arc::new(Mutex::new(agent));
     eprintln!("policyd: listening on {}", socket.display());
+
+    // The source sends revisions; the applier takes the newest of those waiting.
+    let (rev_tx, rev_rx) = mpsc::channel::<source::Revision>();
+    let spawn_err = |e: std::io::Error| AgentError::Refused(format!("cannot start a thread: {e}"));
+    match source_spec {
+        source::Source::Dir(dir) => {
+            std::thread::Builder::new()
+                .name("source".into())
+                .spawn(move || source::follow_dir(dir, rev_tx))
+                .map_err(spawn_err)?;
+        }
+        source::Source::Git {
+            repo,
+            reference,
+            path,
+            interval,
+        } => {
+            let (_stop_tx, stop_rx) = mpsc::channel::<()>();
+            let work = state_dir.join("git");
+            std::thread::Builder::new()
+                .name("source".into())
+                .spawn(move || {
+                    // Keeps the stop channel open for as long as the thread runs.
+                    let _keep = _stop_tx;
+                    source::follow_git(repo, reference, path, interval, work, rev_tx, stop_rx)
+                })
+                .map_err(spawn_err)?;
+        }
+    }
+    let applier = shared.clone();
+    std::thread::Builder::new()
+        .name("applier".into())
+        .spawn(move || {
+            while let Ok(mut rev) = rev_rx.recv() {
+                // A burst of revisions: only the newest matters, but the change was seen
+                // when the first of them was.
+                let first_seen = rev.seen;
+                while let Ok(newer) = rev_rx.try_recv() {
+                    rev = newer;
+                }
+                rev.seen = first_seen;
+                lock(&applier).apply(rev);
+            }
+        })
+        .map_err(spawn_err)?;
 
     let housekeeping = shared.clone();
     std::thread::Builder::new()
@@ -205,6 +261,11 @@ fn handle(agent: &Shared, request: Request) -> Response {
                 Ok(x) => Response::ok(x),
                 Err(e) => Response::err(e),
             }
+        }
+        Request::History { last } => {
+            let skip = last.map_or(0, |n| a.history.len().saturating_sub(n));
+            let entries: Vec<&state::HistoryEntry> = a.history.iter().skip(skip).collect();
+            Response::ok(entries)
         }
         Request::Reload => {
             let taken = a.reload();

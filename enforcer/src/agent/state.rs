@@ -3,11 +3,13 @@
 //! change that does not compile leaves the last good generation in force.
 
 use super::events::{self, EventLog, EventRecord, Names};
+use super::metrics::Metrics;
 use super::pods::{self, Pod};
+use super::source::{Revision, Source};
 use super::store::{Store, StoredEndpoint};
 use crate::api::{EndpointInfo, EndpointRegistration};
 use crate::datapath::{self, maps, programs};
-use crate::generation::GenerationSpec;
+use crate::generation::{tables, GenerationSpec, Tables};
 use crate::loader::{Datapath, LoadOptions};
 use compiler::bundle::Options;
 use compiler::identity::IdentityTable;
@@ -15,7 +17,7 @@ use compiler::lower::{self, Compiled};
 use policy_lang::model::Tree;
 use policy_lang::{Checked, LocatedDiagnostic};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,14 +26,18 @@ use std::time::{Instant, SystemTime};
 /// `policyd run`'s settings.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The policy tree (a directory of YAML, as `policyc check` reads it).
-    pub source: PathBuf,
+    /// Where revisions of the tree come from.
+    pub source: Source,
     /// bpffs directory of the maps and links (`<root>/links`).
     pub bpffs_root: PathBuf,
     pub socket: PathBuf,
     /// Registered endpoints and the identity allocation.
     pub state_dir: PathBuf,
     pub ct_max_entries: Option<u32>,
+    /// Established connections survive a revision that no longer allows them.
+    pub keep_established: bool,
+    /// Where `GET /metrics` is served (`None`: nowhere).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// A registered endpoint.
@@ -52,7 +58,12 @@ pub struct Live {
     /// The checked tree it came from (its source map names files and lines).
     pub source: Arc<Checked>,
     pub compiled: Compiled,
+    /// Sequence number of the source revision (1 for the first one applied).
     pub revision: u64,
+    /// Its commit, when known.
+    pub commit: Option<String>,
+    /// A hash of its files: a change that leaves them as they were is no new revision.
+    pub fingerprint: u64,
     pub generation: u32,
     pub swapped_at: SystemTime,
     pub swap_ms: f64,
@@ -63,8 +74,34 @@ pub struct Live {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Rejection {
     pub time: String,
+    pub commit: Option<String>,
+    /// `file:line:column: CODE message`, every error.
     pub errors: Vec<String>,
 }
+
+/// One line of `policyd history`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Sequence number of the revision (a rejected or unchanged one takes none).
+    pub revision: Option<u64>,
+    pub commit: Option<String>,
+    pub time: String,
+    /// `applied`, `rejected` or `unchanged`.
+    pub result: String,
+    /// The first errors of a rejected revision, and how many there were.
+    pub errors: Vec<String>,
+    pub error_count: usize,
+    pub generation: Option<u32>,
+    pub entries_added: usize,
+    pub entries_removed: usize,
+    pub compile_ms: f64,
+    pub swap_ms: f64,
+    /// From the change seen to the revision enforced (or refused).
+    pub change_to_enforced_ms: f64,
+}
+
+/// How many revisions `policyd history` keeps.
+pub const KEPT_HISTORY: usize = 256;
 
 pub struct Agent {
     pub opts: RunOptions,
@@ -74,8 +111,15 @@ pub struct Agent {
     identities: IdentityTable,
     source_revision: u64,
     pub live: Option<Live>,
+    /// The map contents in force, to count what each swap adds and removes.
+    live_tables: Option<Tables>,
     pub rejected: Option<Rejection>,
+    rejected_fingerprint: Option<u64>,
     pub events: EventLog,
+    pub history: VecDeque<HistoryEntry>,
+    pub metrics: Metrics,
+    /// The last revision the source produced (what `Reload` reads again).
+    last_revision: Option<Revision>,
     started: SystemTime,
 }
 
@@ -122,6 +166,7 @@ impl Agent {
         let store = Store::open(&opts.state_dir).map_err(state_err)?;
         let mut load = LoadOptions::new(&opts.bpffs_root);
         load.ct_max_entries = opts.ct_max_entries;
+        load.keep_established = opts.keep_established;
         let dp = Datapath::load(&load)?;
         let live_generation = dp.live_generation()?;
         let identities = store.identities().map_err(state_err)?;
@@ -133,8 +178,13 @@ impl Agent {
             identities,
             source_revision: 0,
             live: None,
+            live_tables: None,
             rejected: None,
+            rejected_fingerprint: None,
             events: EventLog::default(),
+            history: VecDeque::new(),
+            metrics: Metrics::new(),
+            last_revision: None,
             started: SystemTime::now(),
         };
         if live_generation != 0 {
@@ -144,7 +194,7 @@ impl Agent {
             ));
         }
         agent.adopt_endpoints()?;
-        agent.reload();
+        agent.metrics.endpoints.set(agent.endpoints.len() as i64);
         Ok(agent)
     }
 
@@ -194,12 +244,74 @@ impl Agent {
         Ok(())
     }
 
-    /// Reads and checks the source tree; on success, enforces it. Returns whether the tree
-    /// was taken.
+    /// Reads the last revision again (`policyd` socket `Reload`). Returns whether it is in
+    /// force afterwards.
     pub fn reload(&mut self) -> bool {
+        let rev = match (&self.last_revision, &self.opts.source) {
+            (Some(r), _) => Revision {
+                seen: Instant::now(),
+                ..r.clone()
+            },
+            (None, Source::Dir(d)) => Revision {
+                tree: d.clone(),
+                commit: super::source::commit_of(d),
+                seen: Instant::now(),
+            },
+            (None, Source::Git { .. }) => return false,
+        };
+        self.apply(rev)
+    }
+
+    fn record(&mut self, entry: HistoryEntry) {
+        if self.history.len() == KEPT_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(entry);
+    }
+
+    /// Takes a revision of the source: checks it, compiles it with the registered pods and
+    /// swaps it in; a tree with errors is refused and the revision in force stays. Returns
+    /// whether the revision is in force afterwards.
+    pub fn apply(&mut self, rev: Revision) -> bool {
+        self.last_revision = Some(rev.clone());
+        let fingerprint = super::source::fingerprint(&rev.tree);
+        let now = || humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        if let Some(live) = &self.live {
+            if live.fingerprint == fingerprint {
+                log(format_args!(
+                    "{}: no change to the tree (revision {} stays)",
+                    rev.commit.as_deref().unwrap_or("change"),
+                    live.revision
+                ));
+                self.metrics.unchanged.inc();
+                let entry = HistoryEntry {
+                    revision: None,
+                    commit: rev.commit.clone(),
+                    time: now(),
+                    result: "unchanged".into(),
+                    errors: Vec::new(),
+                    error_count: 0,
+                    generation: None,
+                    entries_added: 0,
+                    entries_removed: 0,
+                    compile_ms: 0.0,
+                    swap_ms: 0.0,
+                    change_to_enforced_ms: ms(rev.seen),
+                };
+                self.record(entry);
+                // A revision that returns to the one in force clears a refusal.
+                self.rejected = None;
+                self.rejected_fingerprint = None;
+                return true;
+            }
+        }
+        if self.rejected_fingerprint == Some(fingerprint) {
+            // The refused tree again, byte for byte: refused again, without noise.
+            return false;
+        }
         let t = Instant::now();
-        let checked = policy_lang::check(std::slice::from_ref(&self.opts.source));
-        let errors: Vec<String> = checked
+        let checked = policy_lang::check(std::slice::from_ref(&rev.tree));
+        let mut errors: Vec<String> = checked
             .diagnostics
             .iter()
             .filter(|d| d.severity == policy_lang::Severity::Error)
@@ -211,43 +323,75 @@ impl Agent {
                 )
             })
             .collect();
-        if checked.has_io_errors() || !errors.is_empty() {
-            let errors = if errors.is_empty() {
-                vec![format!("cannot read `{}`", self.opts.source.display())]
-            } else {
-                errors
-            };
-            log(format_args!(
-                "the tree at {} has {} error(s); keeping the generation in force:\n  {}",
-                self.opts.source.display(),
-                errors.len(),
-                errors.join("\n  ")
-            ));
-            self.rejected = Some(Rejection {
-                time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                errors,
-            });
-            return false;
+        if checked.has_io_errors() && errors.is_empty() {
+            errors.push(format!("cannot read `{}`", rev.tree.display()));
         }
-        log(format_args!(
-            "checked {} in {:.0} ms",
-            self.opts.source.display(),
-            ms(t)
-        ));
-        self.source_revision += 1;
-        match self.enforce_tree(Arc::new(checked)) {
-            Ok(()) => {
+        let result = if errors.is_empty() {
+            log(format_args!(
+                "checked {} ({}) in {:.0} ms",
+                rev.tree.display(),
+                rev.commit.as_deref().unwrap_or("no commit"),
+                ms(t)
+            ));
+            self.enforce_tree(Arc::new(checked), Some((&rev, fingerprint)))
+                .map_err(|e| vec![e.to_string()])
+        } else {
+            Err(errors)
+        };
+        match result {
+            Ok(stats) => {
                 self.rejected = None;
+                self.rejected_fingerprint = None;
+                self.metrics.applied.inc();
+                let seen_ms = ms(rev.seen);
+                self.metrics.change_to_enforced.observe(seen_ms / 1000.0);
+                let entry = HistoryEntry {
+                    revision: Some(self.source_revision),
+                    commit: rev.commit.clone(),
+                    time: now(),
+                    result: "applied".into(),
+                    errors: Vec::new(),
+                    error_count: 0,
+                    generation: Some(stats.generation),
+                    entries_added: stats.added,
+                    entries_removed: stats.removed,
+                    compile_ms: stats.compile_ms,
+                    swap_ms: stats.swap_ms,
+                    change_to_enforced_ms: seen_ms,
+                };
+                self.record(entry);
                 true
             }
-            Err(e) => {
+            Err(errors) => {
                 log(format_args!(
-                    "cannot enforce the tree: {e}; keeping the generation in force"
+                    "refused {} ({}): {} error(s); the revision in force stays:\n  {}",
+                    rev.tree.display(),
+                    rev.commit.as_deref().unwrap_or("no commit"),
+                    errors.len(),
+                    errors.join("\n  ")
                 ));
+                self.metrics.rejected.inc();
+                let entry = HistoryEntry {
+                    revision: None,
+                    commit: rev.commit.clone(),
+                    time: now(),
+                    result: "rejected".into(),
+                    errors: errors.iter().take(5).cloned().collect(),
+                    error_count: errors.len(),
+                    generation: None,
+                    entries_added: 0,
+                    entries_removed: 0,
+                    compile_ms: ms(t),
+                    swap_ms: 0.0,
+                    change_to_enforced_ms: ms(rev.seen),
+                };
+                self.record(entry);
                 self.rejected = Some(Rejection {
-                    time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                    errors: vec![e.to_string()],
+                    time: now(),
+                    commit: rev.commit.clone(),
+                    errors,
                 });
+                self.rejected_fingerprint = Some(fingerprint);
                 false
             }
         }
@@ -267,13 +411,19 @@ impl Agent {
     /// Compiles the tree in force again, with the registered pods (after an endpoint change).
     fn enforce(&mut self) -> Result<(), AgentError> {
         match &self.live {
-            Some(l) => self.enforce_tree(l.source.clone()),
+            Some(l) => self.enforce_tree(l.source.clone(), None).map(|_| ()),
             None => Ok(()),
         }
     }
 
-    /// Compiles a checked tree with the registered pods and swaps the result in.
-    fn enforce_tree(&mut self, checked: Arc<Checked>) -> Result<(), AgentError> {
+    /// Compiles a checked tree with the registered pods and swaps the result in. `revision`
+    /// is the source revision it comes from, `None` when the revision in force is compiled
+    /// again (an endpoint came or went).
+    fn enforce_tree(
+        &mut self,
+        checked: Arc<Checked>,
+        revision: Option<(&Revision, u64)>,
+    ) -> Result<SwapStats, AgentError> {
         let t = Instant::now();
         let tree = pods::with_pods(&checked.tree, &self.pods());
         let compiled = lower::compile(
@@ -282,19 +432,37 @@ impl Agent {
             Some(self.identities.clone()),
             Options::default(),
         );
-        let compile_ms = ms(t);
         let mut spec = GenerationSpec::new(&compiled.bundle);
         for ep in self.endpoints.values() {
             for ip in &ep.stored.registration.ips {
                 spec.ifindex.insert(*ip, ep.stored.host_ifindex);
             }
         }
+        let mut next = tables(&spec).map_err(crate::loader::DatapathError::from)?;
+        next.sort();
+        let compile_ms = ms(t);
         let t = Instant::now();
-        let swap = self.dp.write_generation(&spec)?;
+        let swap = self.dp.write_tables(&next)?;
         let swap_ms = ms(t);
+        let (added, removed) = match &self.live_tables {
+            Some(old) => table_changes(old, &next),
+            None => (
+                next.policy.len() + next.ipcache.len() + next.endpoints.len(),
+                0,
+            ),
+        };
+        let (revision, commit, fingerprint) = match (revision, &self.live) {
+            (Some((rev, fp)), _) => {
+                self.source_revision += 1;
+                (self.source_revision, rev.commit.clone(), fp)
+            }
+            (None, Some(l)) => (l.revision, l.commit.clone(), l.fingerprint),
+            (None, None) => (0, None, 0),
+        };
         log(format_args!(
-            "generation {} in force: {} endpoints ({} here), {} policy entries, {} ipcache entries (compiled in {compile_ms:.1} ms, swapped in {swap_ms:.1} ms)",
+            "generation {} in force (revision {revision}{}): {} endpoints ({} here), {} policy entries, {} ipcache entries; +{added} -{removed} entries (compiled in {compile_ms:.1} ms, swapped in {swap_ms:.1} ms)",
             swap.generation,
+            commit.as_deref().map(|c| format!(", {c}")).unwrap_or_default(),
             compiled.bundle.endpoints.len(),
             self.endpoints.len(),
             swap.policy_entries,
@@ -304,17 +472,38 @@ impl Agent {
         if let Err(e) = self.store.save_identities(&self.identities) {
             log(format_args!("cannot save the identity allocation: {e}"));
         }
+        self.metrics.swap_seconds.observe(swap_ms / 1000.0);
+        self.metrics.compile_seconds.observe(compile_ms / 1000.0);
+        self.metrics.revision.set(revision as i64);
+        self.metrics.generation.set(i64::from(swap.generation));
+        self.metrics.policy_entries.set(swap.policy_entries as i64);
+        self.metrics.endpoints.set(self.endpoints.len() as i64);
+        self.metrics.last_applied_timestamp.set(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        self.live_tables = Some(next);
         self.live = Some(Live {
             tree,
             source: checked,
             compiled,
-            revision: self.source_revision,
+            revision,
+            commit,
+            fingerprint,
             generation: swap.generation,
             swapped_at: SystemTime::now(),
             swap_ms,
             compile_ms,
         });
-        Ok(())
+        Ok(SwapStats {
+            generation: swap.generation,
+            added,
+            removed,
+            compile_ms,
+            swap_ms,
+        })
     }
 
     /// Registers (or re-registers) an endpoint: attaches the programs to its interface, then
@@ -529,12 +718,13 @@ impl Agent {
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
             started: humantime::format_rfc3339_seconds(self.started).to_string(),
-            source: self.opts.source.display().to_string(),
+            source: self.opts.source.describe(),
             bpffs_root: self.opts.bpffs_root.display().to_string(),
             socket: self.opts.socket.display().to_string(),
             programs: vec![programs::FROM_EP.into(), programs::TO_EP.into()],
             policy: live.map(|l| PolicyStatus {
                 revision: l.revision,
+                commit: l.commit.clone(),
                 generation: l.generation,
                 swapped_at: humantime::format_rfc3339_seconds(l.swapped_at).to_string(),
                 compile_ms: l.compile_ms,
@@ -557,6 +747,18 @@ impl Agent {
                 ),
             ],
             events_seen: self.events.seen,
+            revisions: RevisionCounts {
+                applied: self.metrics.applied.get(),
+                rejected: self.metrics.rejected.get(),
+                unchanged: self.metrics.unchanged.get(),
+                last_change_to_enforced_ms: self
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|h| h.result == "applied")
+                    .map(|h| h.change_to_enforced_ms),
+            },
+            keep_established: self.opts.keep_established,
             packets: stats
                 .iter()
                 .map(|(code, n)| (datapath::reason::name(*code).to_owned(), *n))
@@ -580,6 +782,7 @@ impl Agent {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PolicyStatus {
     pub revision: u64,
+    pub commit: Option<String>,
     pub generation: u32,
     pub swapped_at: String,
     pub compile_ms: f64,
@@ -622,6 +825,44 @@ pub struct Status {
     pub identities: usize,
     pub maps: Vec<MapFill>,
     pub events_seen: u64,
+    pub revisions: RevisionCounts,
+    /// `--established keep`: connections survive revisions that no longer allow them.
+    pub keep_established: bool,
     /// Packets seen by the programs, by reason.
     pub packets: BTreeMap<String, u64>,
+}
+
+/// What one swap did.
+#[derive(Clone, Copy, Debug)]
+pub struct SwapStats {
+    pub generation: u32,
+    pub added: usize,
+    pub removed: usize,
+    pub compile_ms: f64,
+    pub swap_ms: f64,
+}
+
+/// Entries (ipcache, policy, endpoints) that `next` has and `old` has not, and the reverse.
+fn table_changes(old: &Tables, next: &Tables) -> (usize, usize) {
+    fn diff<T: std::hash::Hash + Eq>(old: &[T], next: &[T]) -> (usize, usize) {
+        let before: HashSet<&T> = old.iter().collect();
+        let after: HashSet<&T> = next.iter().collect();
+        (
+            after.difference(&before).count(),
+            before.difference(&after).count(),
+        )
+    }
+    let (a1, r1) = diff(&old.ipcache, &next.ipcache);
+    let (a2, r2) = diff(&old.policy, &next.policy);
+    let (a3, r3) = diff(&old.endpoints, &next.endpoints);
+    (a1 + a2 + a3, r1 + r2 + r3)
+}
+
+/// The revision counters (the same numbers as the metrics).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevisionCounts {
+    pub applied: u64,
+    pub rejected: u64,
+    pub unchanged: u64,
+    pub last_change_to_enforced_ms: Option<f64>,
 }

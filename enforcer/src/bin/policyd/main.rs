@@ -5,6 +5,7 @@ mod query;
 mod table;
 
 use clap::{Parser, Subcommand};
+use enforcer::agent::source::Source;
 use enforcer::agent::state::RunOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,12 @@ enum Command {
     Observe(query::ObserveArgs),
     /// Explains a drop: the rule, file and line that decided it.
     Explain(query::ExplainArgs),
+    /// The revisions seen: applied, rejected (with their errors) or unchanged.
+    History {
+        /// Only the last N.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+    },
     /// Checks that this kernel and this process can run the datapath.
     #[command(after_help = PREFLIGHT_AFTER_HELP)]
     Preflight,
@@ -80,6 +87,12 @@ enum EndpointCommand {
     List,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Established {
+    Recheck,
+    Keep,
+}
+
 const RUN_AFTER_HELP: &str = "\
 Run it in the node's network namespace (`ip netns exec node policyd run --source DIR
 --bpffs-root DIR`). The bpffs directory must be on a bpf filesystem that outlives the agent
@@ -87,16 +100,54 @@ Run it in the node's network namespace (`ip netns exec node policyd run --source
 remounts /sys, so pass a --bpffs-root outside /sys there). Killing the agent is safe: maps and
 programs stay pinned and enforcing, and the next start adopts them.
 
+Following: with --source, policyd watches the directory (inotify, debounced by 300 ms, so a
+burst of writes makes one revision). Supported layouts: a plain directory edited in place, a
+checkout that `git pull` updates, and git-sync's --link (the directory, or a directory inside
+it, is a symbolic link re-pointed atomically to a fresh checkout). With --git, policyd fetches
+the branch itself. Each revision is checked and compiled; one with errors is refused and the
+revision in force stays (`policyd status`, `policyd history`).
+
 Examples:
   policyd run --source examples/online-shop
-  ip netns exec node policyd run --source /srv/policies --bpffs-root /run/policyd/bpf";
+  ip netns exec node policyd run --source /srv/policies --bpffs-root /run/policyd/bpf
+  policyd run --git https://git.example.com/platform/policies --ref main --path clusters/prod";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = RUN_AFTER_HELP)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["source", "git"])))]
 struct RunArgs {
-    /// The policy tree: a directory of NetworkPolicy, CiliumNetworkPolicy and workload YAML.
+    /// The policy tree to follow: a directory of NetworkPolicy, CiliumNetworkPolicy and
+    /// workload YAML, or a symbolic link to one that git-sync re-points. Every change below it
+    /// becomes a new revision.
     #[arg(long, value_name = "DIR")]
-    source: PathBuf,
+    source: Option<PathBuf>,
+
+    /// Follow a Git repository instead (a URL, `file://` URL or local path), fetched with the
+    /// `git` client every --interval.
+    #[arg(long, value_name = "REPO", requires = "reference")]
+    git: Option<String>,
+
+    /// The branch (or tag) of --git to follow.
+    #[arg(long = "ref", value_name = "BRANCH", id = "reference")]
+    reference: Option<String>,
+
+    /// The tree's directory inside the repository of --git.
+    #[arg(long, value_name = "SUBDIR", requires = "git")]
+    path: Option<PathBuf>,
+
+    /// How often --git is fetched (`30s`, `5m`).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+
+    /// What happens to established connections that a new revision no longer allows:
+    /// `recheck` judges their next packet by the new revision and cuts them when it denies
+    /// them; `keep` lets them live on, as Cilium does.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Established::Recheck)]
+    established: Established,
+
+    /// Where to serve Prometheus metrics (`GET /metrics`); `none` to serve none.
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:9962")]
+    metrics_address: String,
 
     /// Where registered endpoints and the identity allocation are kept.
     #[arg(long, value_name = "DIR", default_value = "/run/policyd")]
@@ -135,12 +186,37 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match &cli.command {
         Command::Run(args) => {
+            let source = match (&args.source, &args.git, &args.reference) {
+                (Some(dir), _, _) => Source::Dir(dir.clone()),
+                (None, Some(repo), Some(reference)) => Source::Git {
+                    repo: repo.clone(),
+                    reference: reference.clone(),
+                    path: args.path.clone(),
+                    interval: args.interval,
+                },
+                _ => {
+                    eprintln!("policyd: error: give --source DIR, or --git REPO --ref BRANCH");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            };
+            let metrics_address = match args.metrics_address.as_str() {
+                "none" => None,
+                a => match a.parse() {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        eprintln!("policyd: error: --metrics-address `{a}`: {e}");
+                        return ExitCode::from(EXIT_ERROR);
+                    }
+                },
+            };
             let opts = RunOptions {
-                source: args.source.clone(),
+                source,
                 bpffs_root: cli.bpffs_root.clone(),
                 socket: cli.socket.clone(),
                 state_dir: args.state_dir.clone(),
                 ct_max_entries: args.ct_max_entries,
+                keep_established: args.established == Established::Keep,
+                metrics_address,
             };
             match enforcer::agent::run(opts) {
                 Ok(()) => 0,
@@ -158,6 +234,7 @@ fn main() -> ExitCode {
         Command::Observe(args) => query::observe(args, &cli.socket, cli.json),
         Command::Explain(args) => query::explain(args, &cli.socket, cli.json),
         Command::Preflight => preflight(&cli.bpffs_root, cli.json),
+        Command::History { last } => query::history(*last, &cli.socket, cli.json),
     };
     ExitCode::from(code)
 }

@@ -5,7 +5,7 @@ use super::table::Table;
 use super::EXIT_ERROR;
 use enforcer::agent::events::EventRecord;
 use enforcer::agent::explain::Explanation;
-use enforcer::agent::state::Status;
+use enforcer::agent::state::{HistoryEntry, Status};
 use enforcer::api::{self, Client, EndpointInfo, Request};
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
@@ -52,18 +52,40 @@ pub fn status(socket: &Path, json: bool) -> u8 {
     out.push_str(&format!("programs:    {}\n", s.programs.join(", ")));
     match &s.policy {
         Some(p) => out.push_str(&format!(
-            "policy:      revision {}, generation {} since {} ({} policies, {} rules; compiled in {:.1} ms, swapped in {:.1} ms)\n",
-            p.revision, p.generation, p.swapped_at, p.policies, p.rules, p.compile_ms, p.swap_ms
+            "policy:      revision {}{}, generation {} since {} ({} policies, {} rules; compiled in {:.1} ms, swapped in {:.1} ms)\n",
+            p.revision,
+            p.commit.as_deref().map(|c| format!(" (commit {c})")).unwrap_or_default(),
+            p.generation, p.swapped_at, p.policies, p.rules, p.compile_ms, p.swap_ms
         )),
         None => out.push_str(&format!(
             "policy:      none compiled yet (live generation {})\n",
             s.live_generation
         )),
     }
+    out.push_str(&format!(
+        "revisions:   {} applied, {} rejected, {} unchanged{}\n",
+        s.revisions.applied,
+        s.revisions.rejected,
+        s.revisions.unchanged,
+        s.revisions
+            .last_change_to_enforced_ms
+            .map(|m| format!("; last one enforced {m:.0} ms after the change"))
+            .unwrap_or_default()
+    ));
+    out.push_str(&format!(
+        "established: {}\n",
+        if s.keep_established {
+            "kept when a revision no longer allows them"
+        } else {
+            "judged again by each new revision"
+        }
+    ));
     if let Some(r) = &s.rejected {
         out.push_str(&format!(
-            "rejected:    the tree read at {} has errors; the generation above stays in force\n",
-            r.time
+            "rejected:    the revision read at {}{} has {} error(s); the one above stays in force\n",
+            r.time,
+            r.commit.as_deref().map(|c| format!(" (commit {c})")).unwrap_or_default(),
+            r.errors.len()
         ));
         for e in &r.errors {
             out.push_str(&format!("             {e}\n"));
@@ -265,6 +287,67 @@ pub fn explain(args: &ExplainArgs, socket: &Path, json: bool) -> u8 {
         print_json(&body);
     } else {
         print!("{}", x.render());
+    }
+    0
+}
+
+pub fn history(last: Option<usize>, socket: &Path, json: bool) -> u8 {
+    let (entries, body): (Vec<HistoryEntry>, _) = match ask(socket, &Request::History { last }) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if json {
+        print_json(&body);
+        return 0;
+    }
+    let mut t = Table::new(&[
+        "TIME",
+        "REVISION",
+        "COMMIT",
+        "RESULT",
+        "GENERATION",
+        "+ENTRIES",
+        "-ENTRIES",
+        "COMPILE",
+        "SWAP",
+        "ENFORCED AFTER",
+    ]);
+    let mut notes = String::new();
+    for e in &entries {
+        t.row(vec![
+            e.time.clone(),
+            e.revision
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.commit
+                .as_deref()
+                .map(|c| c.chars().take(12).collect())
+                .unwrap_or_else(|| "-".into()),
+            e.result.clone(),
+            e.generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.entries_added.to_string(),
+            e.entries_removed.to_string(),
+            format!("{:.1} ms", e.compile_ms),
+            format!("{:.1} ms", e.swap_ms),
+            format!("{:.0} ms", e.change_to_enforced_ms),
+        ]);
+        if e.result == "rejected" {
+            notes.push_str(&format!(
+                "{} {}: {} error(s)\n",
+                e.time,
+                e.commit.as_deref().unwrap_or("(no commit)"),
+                e.error_count
+            ));
+            for err in &e.errors {
+                notes.push_str(&format!("  {err}\n"));
+            }
+        }
+    }
+    print!("{}", t.render());
+    if !notes.is_empty() {
+        print!("\nrejected revisions:\n{notes}");
     }
     0
 }
