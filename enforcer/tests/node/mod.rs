@@ -75,7 +75,8 @@ pub struct Node {
     pub netns: String,
     pub dir: PathBuf,
     pub bpffs: PathBuf,
-    pub tree: PathBuf,
+    /// What follows `policyd run` (the source and its options).
+    pub run_args: Vec<String>,
     policyd: Option<Child>,
     pub pods: Vec<Pod>,
     pod_count: u32,
@@ -88,7 +89,7 @@ impl Node {
         let netns = unique(tag);
         let dir = std::env::temp_dir().join(format!("{netns}-e2e"));
         let tree = write_tree(&dir.join("tree"), files);
-        Node::start(netns, dir, &tree)
+        Node::start(netns, dir, source_args(&tree))
     }
 
     /// A node namespace with policyd enforcing the tree at `tree`.
@@ -96,10 +97,21 @@ impl Node {
         let netns = unique(tag);
         let dir = std::env::temp_dir().join(format!("{netns}-e2e"));
         let _ = std::fs::remove_dir_all(&dir);
-        Node::start(netns, dir, tree)
+        Node::start(netns, dir, source_args(tree))
     }
 
-    fn start(netns: String, dir: PathBuf, tree: &Path) -> Node {
+    /// A node whose `policyd run` arguments `prepare` returns, after writing what they need
+    /// into the node's (fresh) test directory.
+    pub fn with_args(tag: &str, prepare: impl FnOnce(&Path) -> Vec<String>) -> Node {
+        let netns = unique(tag);
+        let dir = std::env::temp_dir().join(format!("{netns}-e2e"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let args = prepare(&dir);
+        Node::start(netns, dir, args)
+    }
+
+    fn start(netns: String, dir: PathBuf, run_args: Vec<String>) -> Node {
         std::fs::create_dir_all(&dir).expect("test dir");
         let bpffs = dir.join("bpf");
         std::fs::create_dir_all(&bpffs).expect("bpffs dir");
@@ -107,7 +119,7 @@ impl Node {
             netns: netns.clone(),
             dir,
             bpffs: bpffs.clone(),
-            tree: tree.to_owned(),
+            run_args,
             policyd: None,
             pods: Vec::new(),
             pod_count: 0,
@@ -150,8 +162,7 @@ impl Node {
             .arg("--bpffs-root")
             .arg(&self.bpffs)
             .arg("run")
-            .arg("--source")
-            .arg(&self.tree)
+            .args(&self.run_args)
             .arg("--state-dir")
             .arg(self.dir.join("state"))
             .stdin(Stdio::null())
@@ -488,6 +499,10 @@ pub fn ping(from: &Pod, to: IpAddr) -> bool {
     ]))
     .status
     .success()
+}
+
+fn source_args(tree: &Path) -> Vec<String> {
+    vec!["--source".into(), tree.display().to_string()]
 }
 
 /// Writes a policy tree into a fresh directory.
