@@ -11,7 +11,7 @@ use aya::programs::{ProgramError, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The compiled endpoint programs (built by `build.rs`).
@@ -397,39 +397,75 @@ impl Datapath {
     }
 
     /// [`Datapath::write_generation`] of tables already computed.
+    ///
+    /// Every map-of-maps update returns only after an RCU grace period (the kernel waits for
+    /// running programs), about 10 ms on this kind of VM. The three inner maps are filled on
+    /// three threads and put into their slots by three concurrent updates, which share one
+    /// grace period; the quiesce after the flip is one more. The old generation's maps are
+    /// not removed here: [`Datapath::release_old_generation`] does it, off the swap's path
+    /// (the next write replaces them in any case).
     pub fn write_tables(&mut self, t: &Tables) -> Result<Swap, DatapathError> {
+        let trace = std::env::var_os("PLC_SWAP_TRACE").is_some();
+        let t0 = std::time::Instant::now();
+        let mark = |what: &str| {
+            if trace {
+                eprintln!(
+                    "swap: {what} at {:.2} ms",
+                    t0.elapsed().as_secs_f64() * 1000.0
+                );
+            }
+        };
         let live = self.live_generation()?;
         let next = live.wrapping_add(1);
         let slot = next & 1;
-        let old = live & 1;
 
-        let ipc = new_inner(
-            maps::IPCACHE,
-            sys::BPF_MAP_TYPE_LPM_TRIE,
-            &t.ipcache,
-            "plc_ipc_v2_in",
-        )?;
-        let pol = new_inner(
-            maps::POLICY,
-            sys::BPF_MAP_TYPE_LPM_TRIE,
-            &t.policy,
-            "plc_pol_v1_in",
-        )?;
-        let eps = new_inner(
-            maps::ENDPOINTS,
-            sys::BPF_MAP_TYPE_HASH,
-            &t.endpoints,
-            "plc_ep_v1_in",
-        )?;
+        let (ipc, pol, eps) = std::thread::scope(|scope| {
+            let ipc = scope.spawn(|| {
+                new_inner(
+                    maps::IPCACHE,
+                    sys::BPF_MAP_TYPE_LPM_TRIE,
+                    &t.ipcache,
+                    "plc_ipc_v2_in",
+                )
+            });
+            let eps = scope.spawn(|| {
+                new_inner(
+                    maps::ENDPOINTS,
+                    sys::BPF_MAP_TYPE_HASH,
+                    &t.endpoints,
+                    "plc_ep_v1_in",
+                )
+            });
+            let pol = new_inner(
+                maps::POLICY,
+                sys::BPF_MAP_TYPE_LPM_TRIE,
+                &t.policy,
+                "plc_pol_v1_in",
+            );
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<MapData, DatapathError>>,
+                        map: &'static str| {
+                h.join().unwrap_or_else(|_| {
+                    Err(DatapathError::Syscall {
+                        call: "BPF_MAP_UPDATE_BATCH",
+                        map,
+                        source: io::Error::other("the filling thread panicked"),
+                    })
+                })
+            };
+            (join(ipc, maps::IPCACHE), pol, join(eps, maps::ENDPOINTS))
+        });
+        let (ipc, pol, eps) = (ipc?, pol?, eps?);
+        mark("inner maps filled");
 
-        for (name, inner) in [
-            (maps::IPCACHE, &ipc),
-            (maps::POLICY, &pol),
-            (maps::ENDPOINTS, &eps),
-        ] {
-            self.set_slot(name, slot, inner)?;
-        }
-
+        self.set_slots(
+            slot,
+            &[
+                (maps::IPCACHE, &ipc),
+                (maps::POLICY, &pol),
+                (maps::ENDPOINTS, &eps),
+            ],
+        )?;
+        mark("slots set");
         let live_map = self
             .ebpf
             .map_mut(maps::LIVE)
@@ -445,25 +481,11 @@ impl Datapath {
                 map: maps::LIVE,
                 source,
             })?;
-
-        // Quiesce: returns after a grace period, so no program still runs on `old`.
-        self.set_slot(maps::ENDPOINTS, slot, &eps)?;
-        if old != slot {
-            for name in [maps::IPCACHE, maps::POLICY, maps::ENDPOINTS] {
-                let fd = self.map_data(name)?.fd().as_fd();
-                match sys::delete_elem(fd, &old.to_ne_bytes()) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(source) => {
-                        return Err(DatapathError::Syscall {
-                            call: "BPF_MAP_DELETE_ELEM",
-                            map: name,
-                            source,
-                        })
-                    }
-                }
-            }
-        }
+        mark("flipped");
+        // Quiesce: returns after a grace period, so no program still runs on the old
+        // generation, and its slot may be emptied or replaced.
+        self.set_slots(slot, &[(maps::ENDPOINTS, &eps)])?;
+        mark("quiesced");
         Ok(Swap {
             generation: next,
             slot,
@@ -473,21 +495,94 @@ impl Datapath {
         })
     }
 
-    fn set_slot(
-        &mut self,
-        name: &'static str,
+    /// Empties the slots the live generation does not use, freeing the previous generation's
+    /// maps (concurrent deletes: one grace period). Safe at any time after a write returned.
+    pub fn release_old_generation(&self) -> Result<(), DatapathError> {
+        let old = (self.live_generation()? & 1) ^ 1;
+        let mut fds = Vec::new();
+        for name in [maps::IPCACHE, maps::POLICY, maps::ENDPOINTS] {
+            fds.push((name, self.map_data(name)?.fd().as_fd()));
+        }
+        let key = old.to_ne_bytes();
+        let results: Vec<(&'static str, io::Result<()>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = fds
+                .iter()
+                .map(|(name, fd)| {
+                    let fd = *fd;
+                    (*name, scope.spawn(move || sys::delete_elem(fd, &key)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| {
+                    (
+                        name,
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),
+                    )
+                })
+                .collect()
+        });
+        for (name, r) in results {
+            match r {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(source) => {
+                    return Err(DatapathError::Syscall {
+                        call: "BPF_MAP_DELETE_ELEM",
+                        map: name,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts inner maps into slot `slot` of their outer maps, all at once: concurrent updates
+    /// share the grace period each of them waits for.
+    fn set_slots(
+        &self,
         slot: u32,
-        inner: &MapData,
+        inner: &[(&'static str, &MapData)],
     ) -> Result<(), DatapathError> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(DatapathError::Missing(name))?;
-        let mut outer: ArrayOfMaps<&mut MapData, MapData> = ArrayOfMaps::try_from(map)
-            .map_err(|source| DatapathError::Map { map: name, source })?;
-        outer
-            .set(slot, inner, 0)
-            .map_err(|source| DatapathError::Map { map: name, source })
+        let mut jobs = Vec::new();
+        for (name, map) in inner {
+            let outer = self.map_data(name)?.fd().as_fd();
+            let value = map.fd().as_fd().as_raw_fd().to_ne_bytes();
+            jobs.push((*name, outer, value));
+        }
+        let key = slot.to_ne_bytes();
+        let results: Vec<(&'static str, io::Result<()>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(name, outer, value)| {
+                    let (outer, value) = (*outer, *value);
+                    (
+                        *name,
+                        scope.spawn(move || sys::update_elem(outer, &key, &value, sys::BPF_ANY)),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| {
+                    (
+                        name,
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),
+                    )
+                })
+                .collect()
+        });
+        for (name, r) in results {
+            r.map_err(|source| DatapathError::Syscall {
+                call: "BPF_MAP_UPDATE_ELEM",
+                map: name,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether slot `slot` of a per-generation map holds an inner map.

@@ -102,6 +102,7 @@ pub fn run(opts: RunOptions) -> Result<(), AgentError> {
                 std::thread::sleep(EVENT_POLL);
                 let mut a = lock(&housekeeping);
                 a.poll_events();
+                a.release_old_generation();
                 if last_collect.elapsed() >= COLLECT_EVERY {
                     last_collect = Instant::now();
                     a.collect_conntrack();

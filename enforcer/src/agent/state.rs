@@ -115,6 +115,8 @@ pub struct Agent {
     live_tables: Option<Tables>,
     pub rejected: Option<Rejection>,
     rejected_fingerprint: Option<u64>,
+    /// The previous generation's maps are still in their slot.
+    release_pending: bool,
     pub events: EventLog,
     pub history: VecDeque<HistoryEntry>,
     pub metrics: Metrics,
@@ -181,6 +183,7 @@ impl Agent {
             live_tables: None,
             rejected: None,
             rejected_fingerprint: None,
+            release_pending: false,
             events: EventLog::default(),
             history: VecDeque::new(),
             metrics: Metrics::new(),
@@ -485,6 +488,7 @@ impl Agent {
                 .unwrap_or(0.0),
         );
         self.live_tables = Some(next);
+        self.release_pending = true;
         self.live = Some(Live {
             tree,
             source: checked,
@@ -692,6 +696,20 @@ impl Agent {
             .collect();
         for r in records {
             self.events.push(r);
+        }
+    }
+
+    /// Frees the previous generation's maps, when a swap left them (called off the swap's
+    /// path, by the housekeeping thread).
+    pub fn release_old_generation(&mut self) {
+        if !self.release_pending {
+            return;
+        }
+        self.release_pending = false;
+        if let Err(e) = self.dp.release_old_generation() {
+            log(format_args!(
+                "cannot free the previous generation's maps: {e}"
+            ));
         }
     }
 
