@@ -273,8 +273,8 @@ fn check_window(
     new: &Model,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    for s in 0..4 {
-        for d in 0..4 {
+    for (s, src) in APPS.iter().enumerate() {
+        for (d, dst) in APPS.iter().enumerate() {
             if s == d {
                 continue;
             }
@@ -292,8 +292,7 @@ fn check_window(
             };
             if !ok {
                 problems.push(format!(
-                    "{} -> {}: expected {a} then {b}, probed {seq:?}",
-                    APPS[s], APPS[d]
+                    "{src} -> {dst}: expected {a} then {b}, probed {seq:?}"
                 ));
             }
         }
