@@ -189,6 +189,17 @@ impl Origin {
             format!("{} {}/{}", self.kind, self.namespace, self.name)
         }
     }
+
+    /// `file:line (Kind ns/name rule #i)`, as events, traces and explanations name a rule.
+    pub fn location(&self) -> String {
+        format!(
+            "{}:{} ({} rule #{})",
+            self.file,
+            self.line,
+            self.policy(),
+            self.rule_index
+        )
+    }
 }
 
 /// One rule of the IR. A policy rule with several peers and ports becomes one `Rule` whose

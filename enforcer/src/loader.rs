@@ -504,26 +504,8 @@ impl Datapath {
             fds.push((name, self.map_data(name)?.fd().as_fd()));
         }
         let key = old.to_ne_bytes();
-        let results: Vec<(&'static str, io::Result<()>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = fds
-                .iter()
-                .map(|(name, fd)| {
-                    let fd = *fd;
-                    (*name, scope.spawn(move || sys::delete_elem(fd, &key)))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(name, h)| {
-                    (
-                        name,
-                        h.join()
-                            .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),
-                    )
-                })
-                .collect()
-        });
-        for (name, r) in results {
+        let results = concurrently(&fds, |(_, fd)| sys::delete_elem(*fd, &key));
+        for ((name, _), r) in fds.iter().zip(results) {
             match r {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -553,29 +535,10 @@ impl Datapath {
             jobs.push((*name, outer, value));
         }
         let key = slot.to_ne_bytes();
-        let results: Vec<(&'static str, io::Result<()>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .iter()
-                .map(|(name, outer, value)| {
-                    let (outer, value) = (*outer, *value);
-                    (
-                        *name,
-                        scope.spawn(move || sys::update_elem(outer, &key, &value, sys::BPF_ANY)),
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(name, h)| {
-                    (
-                        name,
-                        h.join()
-                            .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),
-                    )
-                })
-                .collect()
+        let results = concurrently(&jobs, |(_, outer, value)| {
+            sys::update_elem(*outer, &key, value, sys::BPF_ANY)
         });
-        for (name, r) in results {
+        for ((name, _, _), r) in jobs.iter().zip(results) {
             r.map_err(|source| DatapathError::Syscall {
                 call: "BPF_MAP_UPDATE_ELEM",
                 map: name,
@@ -738,6 +701,24 @@ impl Datapath {
         }
         Ok(())
     }
+}
+
+/// Runs one bpf(2) call per job, each on its own thread, and returns their results in order.
+/// Map-of-maps updates and deletes each wait for an RCU grace period; concurrent ones share it.
+fn concurrently<J: Sync>(
+    jobs: &[J],
+    call: impl Fn(&J) -> io::Result<()> + Sync,
+) -> Vec<io::Result<()>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs.iter().map(|j| scope.spawn(|| call(j))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the thread panicked")))
+            })
+            .collect()
+    })
 }
 
 /// A fresh inner map of `outer`'s layout holding `entries`.

@@ -24,34 +24,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SCENARIOS: [&str; 19] = [
-    "core_pods_without_host_ip",
-    "exposure_test_pod_exposed_only_to_representative_peers",
-    "minimal_test_in_ns",
-    "netpol_named_port_test",
-    "netpol_named_port_test_2",
-    "new_online_boutique",
-    "new_online_boutique_synthesis",
-    "onlineboutique",
-    "semanticDiff-different-topologies-policy-a",
-    "semanticDiff-different-topologies-policy-a-with-ipblock",
-    "semanticDiff-different-topologies-policy-b",
-    "semanticDiff-different-topologies-policy-b-with-ipblock",
-    "semanticDiff-orig-topologies-no-policy",
-    "semanticDiff-orig-topologies-policy-a",
-    "test_with_named_ports",
-    "test_with_named_ports_changed_netpol",
-    "test_with_named_ports_changed_netpol_2",
-    "with_end_port_example",
-    "with_end_port_example_new",
-];
-
 /// A port no workload of the corpus declares: cells of it probe the default verdicts.
 const UNDECLARED: u16 = 9999;
 /// How long a probe waits for its answer.
 const WAIT: Duration = Duration::from_millis(400);
 /// Sockets one source opens at once.
 const BATCH: usize = 200;
+
+/// The scenario directories of the corpus, sorted.
+fn scenarios() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(corpus())
+        .expect("the conformance corpus (../shared/conformance)")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/netpol-analyzer/tests")
@@ -305,7 +295,13 @@ fn every_probe_on_the_real_datapath_agrees_with_policyc_matrix() {
     let mut report = Vec::new();
     let mut failures = Vec::new();
     let (mut all_probes, mut all_through) = (0, 0);
-    for name in SCENARIOS {
+    let names = scenarios();
+    assert_eq!(
+        names.len(),
+        19,
+        "the corpus's scenario directories: {names:?}"
+    );
+    for name in &names {
         let t = Instant::now();
         let (probes, through, mismatches) = run_scenario(name);
         all_probes += probes;

@@ -378,24 +378,33 @@ fn add_pods(node: &mut Node) -> Vec<Pod> {
         .collect()
 }
 
+/// A node whose policyd follows a git-sync-style link to a repository's first commit (the
+/// tree of `first`), with `extra` arguments. Returns the node, the repository, the link and
+/// the first commit.
+fn synced_node(tag: &str, first: &Model, extra: &[&str]) -> (Node, Repo, PathBuf, String) {
+    let mut made: Option<(Repo, String)> = None;
+    let node = Node::with_args(tag, |dir| {
+        let repo = Repo::init(dir);
+        let commit = repo.commit(&files(first), "first");
+        let link = dir.join("current");
+        repo.sync(&commit, &link);
+        made = Some((repo, commit));
+        let mut args = vec!["--source".to_owned(), link.display().to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    });
+    let (repo, commit) = made.expect("the repository was made");
+    let link = node.dir.join("current");
+    (node, repo, link, commit)
+}
+
 const BROKEN_SYNTAX: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: broken, namespace: g\nspec: {}\n";
 const BROKEN_SEMANTICS: &str = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: bad, namespace: g}\nspec:\n  endpointSelector: {matchLabels: {app: a}}\n  egress:\n  - toEntities: [wrld]\n  - toCIDR: [10.0.0.0/33]\n";
 
 #[test]
 fn git_sync_revisions_swap_atomically_under_a_probe_loop() {
     let revisions = models(22);
-    let mut repo_holder: Option<Repo> = None;
-    let mut first = String::new();
-    let mut node = Node::with_args("gsync", |dir| {
-        let repo = Repo::init(dir);
-        first = repo.commit(&files(&revisions[0]), "revision 0");
-        let link = dir.join("current");
-        repo.sync(&first, &link);
-        repo_holder = Some(repo);
-        vec!["--source".into(), link.display().to_string()]
-    });
-    let repo = repo_holder.expect("repo");
-    let link = node.dir.join("current");
+    let (mut node, repo, link, first) = synced_node("gsync", &revisions[0], &[]);
     let pods = add_pods(&mut node);
     let _servers: Vec<Servers> = pods
         .iter()
@@ -583,18 +592,7 @@ fn policyd_fetches_a_branch_itself_with_git() {
 #[test]
 fn sigkill_during_swaps_converges_without_a_mix_or_allow_all() {
     let revisions = models(8);
-    let mut repo_holder: Option<Repo> = None;
-    let mut first = String::new();
-    let mut node = Node::with_args("gkill", |dir| {
-        let repo = Repo::init(dir);
-        first = repo.commit(&files(&revisions[0]), "revision 0");
-        let link = dir.join("current");
-        repo.sync(&first, &link);
-        repo_holder = Some(repo);
-        vec!["--source".into(), link.display().to_string()]
-    });
-    let repo = repo_holder.expect("repo");
-    let link = node.dir.join("current");
+    let (mut node, repo, link, first) = synced_node("gkill", &revisions[0], &[]);
     let pods = add_pods(&mut node);
     let _servers: Vec<Servers> = pods
         .iter()
@@ -637,23 +635,12 @@ fn the_established_switch_decides_the_fate_of_connections_a_revision_denies() {
     let open: Model = [None, None, None, None];
     let closed: Model = [None, Some(vec![]), None, None];
     for keep in [false, true] {
-        let mut repo_holder: Option<Repo> = None;
-        let mut first = String::new();
-        let mut node = Node::with_args(if keep { "gkeep" } else { "gcut" }, |dir| {
-            let repo = Repo::init(dir);
-            first = repo.commit(&files(&open), "open");
-            let link = dir.join("current");
-            repo.sync(&first, &link);
-            repo_holder = Some(repo);
-            let mut args = vec!["--source".to_owned(), link.display().to_string()];
-            args.extend([
-                "--established".to_owned(),
-                if keep { "keep" } else { "recheck" }.to_owned(),
-            ]);
-            args
-        });
-        let repo = repo_holder.expect("repo");
-        let link = node.dir.join("current");
+        let mode = if keep { "keep" } else { "recheck" };
+        let (mut node, repo, link, first) = synced_node(
+            if keep { "gkeep" } else { "gcut" },
+            &open,
+            &["--established", mode],
+        );
         let pods = add_pods(&mut node);
         let _servers = Servers::start(&pods[1], &[PORT], &[]);
         wait_applied(&node, &first);
@@ -677,12 +664,7 @@ fn the_established_switch_decides_the_fate_of_connections_a_revision_denies() {
         wait_applied(&node, &commit);
         // New connections are refused either way.
         assert_eq!(tcp_probe(&pods[0], to, PROBE), Reach::TimedOut);
-        assert_eq!(
-            echo(&mut conn, 2),
-            keep,
-            "--established {}",
-            if keep { "keep" } else { "recheck" }
-        );
+        assert_eq!(echo(&mut conn, 2), keep, "--established {mode}");
         let status = node.ask(&Request::Status);
         assert_eq!(status["keep_established"], keep);
     }

@@ -92,7 +92,7 @@ pub fn rule_name(o: &Origin) -> String {
 
 /// `file:line (Kind ns/name rule #i)`.
 pub fn rule_line(o: &Origin) -> String {
-    format!("{}:{} ({})", o.file, o.line, rule_name(o))
+    o.location()
 }
 
 /// Rewrites an origin's file to be relative to `root`, then placed under `prefix` (used by

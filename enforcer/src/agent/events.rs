@@ -114,15 +114,7 @@ impl Names<'_> {
         let rule_id = (e.rule_id != datapath::NONE_U32).then_some(e.rule_id);
         let rule = rule_id
             .and_then(|i| self.compiled?.bundle.rules.get(i as usize))
-            .map(|o| {
-                format!(
-                    "{}:{} ({} rule #{})",
-                    o.file,
-                    o.line,
-                    o.policy(),
-                    o.rule_index
-                )
-            });
+            .map(|o| o.location());
         EventRecord {
             time: humantime::format_rfc3339_millis(wall).to_string(),
             generation: e.generation,

@@ -80,15 +80,7 @@ pub fn explain(live: &Live, event: &EventRecord) -> Result<Explanation, String> 
                     && o.rule_index == r.rule_index
                     && (o.namespace == r.namespace || o.namespace.is_empty())
             })
-            .map(|o| {
-                format!(
-                    "{}:{} ({} rule #{})",
-                    o.file,
-                    o.line,
-                    o.policy(),
-                    o.rule_index
-                )
-            })
+            .map(|o| o.location())
             .unwrap_or_else(|| format!("{kind} {}/{} rule #{}", r.namespace, r.name, r.rule_index))
     };
     let side = |s: &SideResult| -> SideExplanation {

@@ -28,6 +28,21 @@ fn ask<T: DeserializeOwned>(
     Ok((decoded, body))
 }
 
+/// Asks the agent; with `--json`, prints the answer as it came and returns `Err(0)`, so that
+/// callers go on only to print a table.
+fn ask_for_table<T: DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+    json: bool,
+) -> Result<T, u8> {
+    let (decoded, body) = ask(socket, request)?;
+    if json {
+        print_json(&body);
+        return Err(0);
+    }
+    Ok(decoded)
+}
+
 fn print_json(v: &serde_json::Value) {
     println!(
         "{}",
@@ -36,14 +51,10 @@ fn print_json(v: &serde_json::Value) {
 }
 
 pub fn status(socket: &Path, json: bool) -> u8 {
-    let (s, body): (Status, _) = match ask(socket, &Request::Status) {
+    let s: Status = match ask_for_table(socket, &Request::Status, json) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if json {
-        print_json(&body);
-        return 0;
-    }
     let mut out = String::new();
     out.push_str(&format!("policyd {} (kernel {})\n", s.version, s.kernel));
     out.push_str(&format!("started:     {}\n", s.started));
@@ -119,14 +130,10 @@ pub fn status(socket: &Path, json: bool) -> u8 {
 }
 
 pub fn endpoint_list(socket: &Path, json: bool) -> u8 {
-    let (eps, body): (Vec<EndpointInfo>, _) = match ask(socket, &Request::EndpointList) {
+    let eps: Vec<EndpointInfo> = match ask_for_table(socket, &Request::EndpointList, json) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if json {
-        print_json(&body);
-        return 0;
-    }
     let mut t = Table::new(&[
         "POD",
         "WORKLOAD",
@@ -292,14 +299,10 @@ pub fn explain(args: &ExplainArgs, socket: &Path, json: bool) -> u8 {
 }
 
 pub fn history(last: Option<usize>, socket: &Path, json: bool) -> u8 {
-    let (entries, body): (Vec<HistoryEntry>, _) = match ask(socket, &Request::History { last }) {
+    let entries: Vec<HistoryEntry> = match ask_for_table(socket, &Request::History { last }, json) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if json {
-        print_json(&body);
-        return 0;
-    }
     let mut t = Table::new(&[
         "TIME",
         "REVISION",
