@@ -27,6 +27,14 @@ char _license[] SEC("license") = "GPL";
  */
 volatile const __u8 plc_keep_established = 0;
 
+/*
+ * Set by policyd at load (1 unless `--local-delivery off`): a packet that the sender's side
+ * lets through towards another endpoint of this node goes straight to that endpoint's
+ * host-side veth (bpf_redirect_neigh), past the node's IP stack. The receiver's plc_to_ep
+ * still judges it there, at that veth's tc egress.
+ */
+volatile const __u8 plc_local_delivery = 1;
+
 static __always_inline void plc_ep_key_of(struct plc_ep_key *k, __u8 family, const __u8 *addr)
 {
 	__builtin_memset(k, 0, sizeof(*k));
@@ -34,7 +42,11 @@ static __always_inline void plc_ep_key_of(struct plc_ep_key *k, __u8 family, con
 	__builtin_memcpy(k->addr, addr, 16);
 }
 
-static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
+/*
+ * Judges one packet for the endpoint on this interface, in direction `dir`. On a pass towards
+ * another local endpoint (egress only), `*deliver` is set to that endpoint's interface.
+ */
+static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u32 *deliver)
 {
 	struct plc_ctx c;
 	struct plc_ep_key ek;
@@ -96,6 +108,8 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
 	peer_ep = bpf_map_lookup_elem(eps, &ek);
 	if (peer_ep && peer_ep->endpoint_id == ep->endpoint_id)
 		return plc_pass_quiet(PLC_PASS_SELF);
+	if (dir == PLC_DIR_EGRESS && peer_ep && peer_ep->ifindex && peer_ep->ifindex != skb->ifindex)
+		*deliver = peer_ep->ifindex;
 
 	/* Fragments: later ones borrow the L4 fields their first fragment recorded. */
 	if (c.p.frag != PLC_FRAG_NONE) {
@@ -205,11 +219,18 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
 SEC("classifier")
 int plc_from_ep(struct __sk_buff *skb)
 {
-	return plc_handle(skb, PLC_DIR_EGRESS);
+	__u32 deliver = 0;
+	int r = plc_handle(skb, PLC_DIR_EGRESS, &deliver);
+
+	if (r == TC_ACT_OK && deliver && plc_local_delivery)
+		return bpf_redirect_neigh(deliver, 0, 0, 0);
+	return r;
 }
 
 SEC("classifier")
 int plc_to_ep(struct __sk_buff *skb)
 {
-	return plc_handle(skb, PLC_DIR_INGRESS);
+	__u32 unused = 0;
+
+	return plc_handle(skb, PLC_DIR_INGRESS, &unused);
 }

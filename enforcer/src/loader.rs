@@ -84,6 +84,9 @@ pub struct LoadOptions {
     /// Connections conntrack knows survive a generation that no longer allows them
     /// (`plc_keep_established`); by default they are judged again and cut.
     pub keep_established: bool,
+    /// Packets between endpoints of this node skip the node's IP stack
+    /// (`plc_local_delivery`, on by default).
+    pub local_delivery: bool,
 }
 
 impl LoadOptions {
@@ -93,6 +96,7 @@ impl LoadOptions {
             ct_max_entries: None,
             frag_max_entries: None,
             keep_established: false,
+            local_delivery: true,
         }
     }
 }
@@ -175,6 +179,8 @@ impl Datapath {
         }
         let keep = u8::from(opts.keep_established);
         loader.override_global("plc_keep_established", &keep, true);
+        let local = u8::from(opts.local_delivery);
+        loader.override_global("plc_local_delivery", &local, true);
         let mut ebpf = loader.load(OBJECT)?;
         let programs: &[&'static str] = if verify {
             &[programs::FROM_EP, programs::TO_EP]

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
+/// What `plc_from_ep` returns when it hands a packet straight to another local endpoint.
+pub const TC_ACT_REDIRECT: u32 = 7;
 
 /// The node's own address and another node's, as the agent would add them to the ipcache.
 pub const HOST_IP: &str = "10.0.0.1";
