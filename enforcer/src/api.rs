@@ -191,6 +191,9 @@ impl Client {
     }
 
     /// The next response line (`None` when policyd closed the connection).
+    // A fallible blocking read, not an iterator (its items would be `Result`s that end the
+    // stream on the first error).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
         let mut line = String::new();
         let n = self
