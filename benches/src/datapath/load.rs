@@ -56,7 +56,7 @@ impl Tally {
 pub struct Paired {
     pub twin: Tally,
     pub variant: Tally,
-    /// Variant rate / twin rate in consecutive windows of [`Plan::window_pairs`] turn pairs.
+    /// Variant rate / twin rate in consecutive windows of about [`Plan::window`] each.
     pub windows: Vec<f64>,
 }
 
@@ -95,8 +95,9 @@ pub struct Plan {
     pub duration: Duration,
     /// One side's turn.
     pub turn: Duration,
-    /// Turn pairs per window of [`Paired::windows`].
-    pub window_pairs: u64,
+    /// Wall time of a window of [`Paired::windows`] (it closes after the turn pair that
+    /// crosses it).
+    pub window: Duration,
 }
 
 /// More failed connections than this in one measurement abort it: the path drops the probe.
@@ -142,6 +143,7 @@ fn pairs(plan: &Plan, sides: [Side<'_>; 2], stop: &AtomicBool) -> Result<Paired,
     let mut out = Paired::default();
     let mut window = [Tally::default(); 2];
     let start = Instant::now();
+    let mut window_start = start;
     // Bounded in count too: a turn lasts at least `turn`, so this is never the limit.
     let max_pairs = (plan.duration.as_nanos() / plan.turn.as_nanos().max(1)) as u64 + 1;
     for pair in 0..max_pairs {
@@ -174,7 +176,8 @@ fn pairs(plan: &Plan, sides: [Side<'_>; 2], stop: &AtomicBool) -> Result<Paired,
                 ));
             }
         }
-        if (pair + 1) % plan.window_pairs == 0 {
+        if window_start.elapsed() >= plan.window {
+            window_start = Instant::now();
             let t = window[0].rate();
             out.windows.push(if t > 0.0 {
                 window[1].rate() / t
