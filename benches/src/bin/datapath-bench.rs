@@ -2,6 +2,7 @@
 //! namespace with no program, the eBPF datapath, iptables and nftables, each measured paired
 //! against an identical twin node without programs, in one run.
 
+use aya::programs::TcAttachType;
 use benches::datapath::load::{self, Load, Paired, Plan, Side};
 use benches::datapath::netns::{in_netns, Bpffs};
 use benches::datapath::policy::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
@@ -33,7 +34,11 @@ struct Args {
     #[arg(long)]
     seconds: Option<f64>,
     /// Enforcers to measure at each size, besides the A/A control.
-    #[arg(long, value_delimiter = ',', default_values = ["ebpf", "iptables", "iptables-ct", "nft"])]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values = ["tcx-noop", "ebpf", "iptables", "iptables-ct", "nft"]
+    )]
     variants: Vec<Variant>,
     /// One side's turn of the paired load generator, in microseconds.
     #[arg(long, default_value_t = 1000)]
@@ -64,6 +69,9 @@ enum Variant {
     IptablesLegacy,
     /// nftables: one rule, one concatenated interval set of every entry.
     Nft,
+    /// A program that passes every packet, attached where the datapath attaches: what the
+    /// hooks alone cost. Measured once, whatever the sizes.
+    TcxNoop,
 }
 
 impl Variant {
@@ -74,9 +82,13 @@ impl Variant {
             Variant::IptablesCt => "iptables +ct",
             Variant::IptablesLegacy => "iptables-legacy",
             Variant::Nft => "nft set",
+            Variant::TcxNoop => "tcx no-op",
         }
     }
 }
+
+/// The no-op tc program (`bpf/noop.bpf.c`, built by `build.rs`).
+static NOOP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/noop.bpf.o"));
 
 /// The targets.
 const TARGET_EBPF_AT_100K: f64 = 0.92;
@@ -175,8 +187,11 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     let mut plan: Vec<(Option<Variant>, Option<usize>)> = vec![(None, None)];
+    if args.variants.contains(&Variant::TcxNoop) {
+        plan.push((Some(Variant::TcxNoop), None));
+    }
     for &n in &args.entries {
-        for &v in &args.variants {
+        for &v in args.variants.iter().filter(|v| **v != Variant::TcxNoop) {
             plan.push((Some(v), Some(n)));
         }
     }
@@ -185,7 +200,8 @@ fn run(args: &Args) -> Result<(), String> {
         interrupted()?;
         let what = match (variant, entries) {
             (Some(v), Some(n)) => format!("{} with {n} entries", v.label()),
-            _ => "A/A control (twin against twin)".to_owned(),
+            (Some(v), None) => v.label().to_owned(),
+            (None, _) => "A/A control (twin against twin)".to_owned(),
         };
         eprintln!("[{}] {what} ...", idx);
         let row = measure_row(&ctx, idx, variant, entries)?;
@@ -244,11 +260,14 @@ fn measure_row(
             c.udp_received, c.tcp_accepted
         ));
     }
-    match variant {
-        None if c.denied_received == 0 => {
-            return Err("A/A control: traffic to the unlisted port was dropped".into())
+    let enforces = variant.is_some_and(|v| v != Variant::TcxNoop);
+    match enforces {
+        false if c.denied_received == 0 => {
+            return Err(format!(
+                "{label}: traffic to the unlisted port was dropped without any policy"
+            ))
         }
-        Some(_) if c.denied_received > 0 => {
+        true if c.denied_received > 0 => {
             return Err(format!(
                 "{label}: {} of {DENIED_PROBES} datagrams to a port no entry allows passed: not enforcing",
                 c.denied_received
@@ -269,8 +288,7 @@ fn measure_row(
         load,
         duration: Duration::from_secs_f64(ctx.seconds),
         turn: ctx.turn,
-        // About 100 ms of both sides' turns per window.
-        window_pairs: (50_000 / ctx.turn.as_micros().max(1) as u64).max(1),
+        window: Duration::from_millis(100),
     };
     let mut events = 0usize;
     let mut event_errors = 0usize;
@@ -346,6 +364,8 @@ fn measure_row(
 /// A policy installed in a variant's node.
 struct Installed {
     dp: Option<Datapath>,
+    /// The no-op program; its links last as long as it does.
+    noop: Option<aya::Ebpf>,
     pin_dir: Option<PathBuf>,
     setup: Option<Duration>,
     note: String,
@@ -357,6 +377,7 @@ impl Installed {
         if let Some(dp) = self.dp.take() {
             let _ = dp.unpin();
         }
+        self.noop = None;
         if let Some(dir) = self.pin_dir.take() {
             let _ = std::fs::remove_dir(dir);
         }
@@ -388,6 +409,7 @@ fn install(
 ) -> Result<Installed, String> {
     let mut out = Installed {
         dp: None,
+        noop: None,
         pin_dir: None,
         setup: None,
         note: String::new(),
@@ -425,6 +447,27 @@ fn install(
                 dp.attach_endpoint(CLIENT_IF).map_err(datapath_error)?;
                 dp.attach_endpoint(SERVER_IF).map_err(datapath_error)
             })?;
+        }
+        Variant::TcxNoop => {
+            let t = Instant::now();
+            let mut ebpf = aya::Ebpf::load(NOOP).map_err(|e| format!("no-op program: {e}"))?;
+            let prog: &mut aya::programs::SchedClassifier = ebpf
+                .program_mut("plcb_noop")
+                .ok_or("no-op program: `plcb_noop` missing from the object")?
+                .try_into()
+                .map_err(|e| format!("no-op program: {e}"))?;
+            prog.load().map_err(|e| format!("no-op program: {e}"))?;
+            in_netns(&world.node, || {
+                for ifname in [CLIENT_IF, SERVER_IF] {
+                    for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+                        prog.attach(ifname, at)
+                            .map_err(|e| format!("attach the no-op program to {ifname}: {e}"))?;
+                    }
+                }
+                Ok(())
+            })?;
+            out.setup = Some(t.elapsed());
+            out.noop = Some(ebpf);
         }
         Variant::Iptables | Variant::IptablesCt | Variant::IptablesLegacy => {
             let (restore, save) = if variant == Variant::IptablesLegacy {
