@@ -20,6 +20,9 @@ PACKAGES=(
     libbpf-dev       # bpf/bpf_helpers.h for the eBPF programs
     bpftool          # inspects loaded programs and pinned maps
     iproute2         # ip netns, veth, tc: the end-to-end test topology
+    iputils-ping     # ping between pods in the CNI plugin's tests
+    containernetworking-plugins  # host-local and static IPAM under /usr/lib/cni, which
+                     # policy-cni delegates addresses to (its tests run host-local)
     iptables         # baseline for the datapath benchmarks
     nftables         # baseline for the datapath benchmarks
     dnsmasq-base     # a real DNS server for the DNS proxy tests (the binary only: the `dnsmasq`

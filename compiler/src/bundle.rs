@@ -89,7 +89,8 @@ pub struct Entry {
     pub key: EntryKey,
     #[serde(flatten)]
     pub verdict: EntryVerdict,
-    /// Indexes into [`Bundle::rules`]: every rule that produced or shaped this entry.
+    /// Indexes into [`Bundle::rules`]: every rule that produced or shaped this entry, those
+    /// that decided its verdict first (the datapath's events name the first).
     pub rules: Vec<u32>,
 }
 

@@ -133,6 +133,19 @@ impl IdentityTable {
         id
     }
 
+    /// A table holding exactly these numbers (an agent restoring the allocation it persisted).
+    /// A label set or number given twice keeps its first pairing.
+    pub fn restore(pairs: impl IntoIterator<Item = (LabelSet, Identity)>) -> IdentityTable {
+        let mut table = IdentityTable::default();
+        for (labels, id) in pairs {
+            if table.by_labels.contains_key(&labels) || !table.used.insert(id.0) {
+                continue;
+            }
+            table.by_labels.insert(labels, id);
+        }
+        table
+    }
+
     pub fn get(&self, labels: &LabelSet) -> Option<Identity> {
         self.by_labels.get(labels).copied()
     }
@@ -174,5 +187,18 @@ mod tests {
         assert_eq!(t.allocate(&set("d")), Identity(256));
         assert_eq!(t.get(&set("b")), Some(Identity(257)));
         assert_eq!(t.get(&set("c")), Some(Identity(258)));
+    }
+
+    #[test]
+    fn a_restored_table_keeps_its_numbers_and_allocates_around_them() {
+        let mut t = IdentityTable::restore([
+            (set("b"), Identity(300)),
+            (set("a"), Identity(256)),
+            (set("dup"), Identity(300)),
+        ]);
+        assert_eq!(t.get(&set("b")), Some(Identity(300)));
+        assert_eq!(t.get(&set("dup")), None);
+        assert_eq!(t.allocate(&set("c")), Identity(257));
+        assert_eq!(t.allocate(&set("b")), Identity(300));
     }
 }

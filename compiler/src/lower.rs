@@ -1121,9 +1121,18 @@ impl Lowering {
                     }
                 }
             };
-            let mut rules: Vec<u32> = says.iter().map(|(r, _)| *r).collect();
+            // The rules that decided come first: the datapath records the first one in its
+            // events (a deny entry names a deny rule, not an allow it overrode).
+            let decided = |s: &Says| match verdict {
+                EntryVerdict::Deny => *s == Says::Deny,
+                EntryVerdict::Allow => *s == Says::Allow,
+                EntryVerdict::Redirect(_) => matches!(s, Says::L7(..)),
+            };
+            let mut rules: Vec<(bool, u32)> = says.iter().map(|(r, s)| (!decided(s), *r)).collect();
             rules.sort_unstable();
-            rules.dedup();
+            let mut rules: Vec<u32> = rules.into_iter().map(|(_, r)| r).collect();
+            let mut seen = std::collections::HashSet::new();
+            rules.retain(|r| seen.insert(*r));
             policy.entries.push(Entry {
                 key: *key,
                 verdict,

@@ -19,6 +19,14 @@
 
 char _license[] SEC("license") = "GPL";
 
+/*
+ * Set by policyd at load (`--established keep`): connections that conntrack knows keep
+ * passing when a new generation no longer allows them, as Cilium does. 0 (the default,
+ * `--established recheck`): the next packet in the original direction after a swap is judged
+ * by the new generation, and a connection it denies is cut.
+ */
+volatile const __u8 plc_keep_established = 0;
+
 static __always_inline void plc_ep_key_of(struct plc_ep_key *k, __u8 family, const __u8 *addr)
 {
 	__builtin_memset(k, 0, sizeof(*k));
@@ -129,7 +137,8 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir)
 			    (original && plc_tcp_syn_only(&c.p) && plc_ct_closed(ct->flags))) {
 				/* Gone, or a new connection on a closed tuple: judge afresh. */
 				ct = 0;
-			} else if (original && ct->generation != c.generation) {
+			} else if (original && ct->generation != c.generation &&
+				   !plc_keep_established) {
 				recheck = 1;
 			} else {
 				__u8 flags = ct->flags;

@@ -87,6 +87,26 @@ pub enum Request {
         #[serde(default)]
         last: Option<usize>,
     },
+    /// `policyd explain`: the newest kept drop event matching every given filter, explained
+    /// against the tree in force.
+    Explain {
+        #[serde(default)]
+        from: Option<IpAddr>,
+        #[serde(default)]
+        to: Option<IpAddr>,
+        #[serde(default)]
+        port: Option<u16>,
+        /// `TCP`, `UDP`, `ICMP`, ...
+        #[serde(default)]
+        protocol: Option<String>,
+    },
+    /// Reads the tree again now (what a change in the checkout does).
+    Reload,
+    /// `policyd history`: the revisions seen, oldest first (the last `last` of them).
+    History {
+        #[serde(default)]
+        last: Option<usize>,
+    },
 }
 
 /// The answer to a request: `ok` and the request's body, or an error message.
@@ -134,7 +154,7 @@ pub enum ClientError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("policyd: {0}")]
+    #[error("{0}")]
     Refused(String),
 }
 
@@ -181,7 +201,7 @@ impl Client {
                 path: self.path.clone(),
                 source,
             })?;
-        self.next()?.ok_or_else(|| ClientError::Io {
+        self.read_response()?.ok_or_else(|| ClientError::Io {
             path: self.path.clone(),
             source: std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -191,10 +211,7 @@ impl Client {
     }
 
     /// The next response line (`None` when policyd closed the connection).
-    // A fallible blocking read, not an iterator (its items would be `Result`s that end the
-    // stream on the first error).
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
+    pub fn read_response(&mut self) -> Result<Option<Response>, ClientError> {
         let mut line = String::new();
         let n = self
             .reader

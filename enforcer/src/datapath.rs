@@ -165,7 +165,7 @@ pub fn addr_from_bytes(family: u8, bytes: [u8; 16]) -> Option<IpAddr> {
 
 /// `struct plc_ipc_key`: LPM key of the ipcache.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IpcKey {
     pub prefixlen: u32,
     pub family: u8,
@@ -175,7 +175,7 @@ pub struct IpcKey {
 
 /// `struct plc_ipc_val`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IpcVal {
     pub identity: u32,
     /// Namespace index of a workload identity ([`NONE_U32`] for every other identity).
@@ -184,7 +184,7 @@ pub struct IpcVal {
 
 /// `struct plc_pol_key`: LPM key of the policy map; big-endian fields.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PolKey {
     pub prefixlen: u32,
     /// Big-endian.
@@ -199,7 +199,7 @@ pub struct PolKey {
 
 /// `struct plc_pol_val`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PolVal {
     pub verdict: u8,
     pub pad: u8,
@@ -218,7 +218,7 @@ pub struct EpKey {
 
 /// `struct plc_ep_val`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EpVal {
     pub endpoint_id: u32,
     pub policy_id: u32,

@@ -11,7 +11,7 @@ use aya::programs::{ProgramError, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The compiled endpoint programs (built by `build.rs`).
@@ -45,6 +45,15 @@ pub enum DatapathError {
         interface: String,
         source: ProgramError,
     },
+    #[error("no datapath is pinned under `{path}` (is policyd running with this --bpffs-root?)")]
+    NotPinned { path: PathBuf },
+    #[error("cannot pin the link of `{program}` on `{interface}` at `{path}`: {source:?}")]
+    PinLink {
+        program: &'static str,
+        interface: String,
+        path: PathBuf,
+        source: aya::pin::PinError,
+    },
     #[error("`{0}` is missing from the datapath object")]
     Missing(&'static str),
     #[error("map `{map}`: {source}")]
@@ -72,6 +81,9 @@ pub struct LoadOptions {
     pub ct_max_entries: Option<u32>,
     /// Fragment table capacity (default: the object's 8192).
     pub frag_max_entries: Option<u32>,
+    /// Connections conntrack knows survive a generation that no longer allows them
+    /// (`plc_keep_established`); by default they are judged again and cut.
+    pub keep_established: bool,
 }
 
 impl LoadOptions {
@@ -80,6 +92,7 @@ impl LoadOptions {
             pin_dir: pin_dir.into(),
             ct_max_entries: None,
             frag_max_entries: None,
+            keep_established: false,
         }
     }
 }
@@ -125,6 +138,23 @@ impl Datapath {
     /// Loads the object, creating or reusing the pinned maps, and runs both programs through
     /// the verifier. A rejection carries the verifier's log.
     pub fn load(opts: &LoadOptions) -> Result<Datapath, DatapathError> {
+        Datapath::load_object(opts, true)
+    }
+
+    /// Opens the maps an agent pinned under `pin_dir`, without loading the programs (what
+    /// `policyd bpf ...` reads, with or without a running agent). Refuses a directory where no
+    /// agent pinned anything, rather than creating maps there.
+    pub fn open_pinned(pin_dir: &Path) -> Result<Datapath, DatapathError> {
+        let live = pin_dir.join(maps::LIVE);
+        if !live.exists() {
+            return Err(DatapathError::NotPinned {
+                path: pin_dir.to_owned(),
+            });
+        }
+        Datapath::load_object(&LoadOptions::new(pin_dir), false)
+    }
+
+    fn load_object(opts: &LoadOptions, verify: bool) -> Result<Datapath, DatapathError> {
         let pin_err = |source| DatapathError::PinDir {
             path: opts.pin_dir.clone(),
             source,
@@ -143,8 +173,15 @@ impl Datapath {
         if let Some(n) = opts.frag_max_entries {
             loader.map_max_entries(maps::FRAGMENTS, n);
         }
+        let keep = u8::from(opts.keep_established);
+        loader.override_global("plc_keep_established", &keep, true);
         let mut ebpf = loader.load(OBJECT)?;
-        for name in [programs::FROM_EP, programs::TO_EP] {
+        let programs: &[&'static str] = if verify {
+            &[programs::FROM_EP, programs::TO_EP]
+        } else {
+            &[]
+        };
+        for &name in programs {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::Missing(name))?
@@ -220,6 +257,103 @@ impl Datapath {
         Ok(())
     }
 
+    /// Attaches the programs to an endpoint's host-side interface through links pinned under
+    /// `links_dir` (`<ifname>_from_ep`, `<ifname>_to_ep`: bpffs refuses dots in names), so that they stay attached when this
+    /// process exits. Links already pinned there (a previous agent's) are taken over: the
+    /// kernel swaps their program for this one in place, so the interface is never without
+    /// one. Returns whether an existing link was adopted.
+    pub fn attach_endpoint_pinned(
+        &mut self,
+        ifname: &str,
+        links_dir: &Path,
+    ) -> Result<bool, DatapathError> {
+        use aya::programs::links::{FdLink, PinnedLink};
+        use aya::programs::tc::SchedClassifierLink;
+        std::fs::create_dir_all(links_dir).map_err(|source| DatapathError::PinDir {
+            path: links_dir.to_owned(),
+            source,
+        })?;
+        let mut adopted = true;
+        for (name, at, suffix) in [
+            (programs::FROM_EP, TcAttachType::Ingress, "from_ep"),
+            (programs::TO_EP, TcAttachType::Egress, "to_ep"),
+        ] {
+            let path = links_dir.join(format!("{ifname}_{suffix}"));
+            let prog: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::Missing(name))?
+                .try_into()
+                .map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
+            let attach_err = |source| DatapathError::Attach {
+                program: name,
+                interface: ifname.to_owned(),
+                source,
+            };
+            // A pin whose interface is gone holds a defunct link: replacing its program
+            // fails, and a fresh attach follows.
+            let taken_over = match PinnedLink::from_pin(&path) {
+                Ok(pinned) => {
+                    let replaced = SchedClassifierLink::try_from(FdLink::from(pinned))
+                        .ok()
+                        .and_then(|link| prog.attach_to_link(link).ok());
+                    match replaced {
+                        Some(id) => {
+                            // The pin keeps the link; dropping our handle closes only the fd.
+                            drop(prog.take_link(id).map_err(attach_err)?);
+                            true
+                        }
+                        None => {
+                            let _ = std::fs::remove_file(&path);
+                            false
+                        }
+                    }
+                }
+                Err(_) => {
+                    let _ = std::fs::remove_file(&path);
+                    false
+                }
+            };
+            if taken_over {
+                continue;
+            }
+            adopted = false;
+            // Needed only without TCX.
+            let _ = aya::programs::tc::qdisc_add_clsact(ifname);
+            let id = prog.attach(ifname, at).map_err(attach_err)?;
+            let link = prog.take_link(id).map_err(attach_err)?;
+            // A netlink (clsact) filter is not an fd: it stays attached by itself.
+            if let Ok(fd_link) = FdLink::try_from(link) {
+                fd_link
+                    .pin(&path)
+                    .map_err(|source| DatapathError::PinLink {
+                        program: name,
+                        interface: ifname.to_owned(),
+                        path: path.clone(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Removes an endpoint's pinned links: the programs detach from its interface (if it
+    /// still exists). Missing pins are not an error.
+    pub fn detach_endpoint_pinned(ifname: &str, links_dir: &Path) -> Result<(), DatapathError> {
+        for suffix in ["from_ep", "to_ep"] {
+            let path = links_dir.join(format!("{ifname}_{suffix}"));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(DatapathError::PinDir { path, source }),
+            }
+        }
+        Ok(())
+    }
+
     fn map(&self, name: &'static str) -> Result<&Map, DatapathError> {
         self.ebpf.map(name).ok_or(DatapathError::Missing(name))
     }
@@ -259,38 +393,79 @@ impl Datapath {
     /// A failure before step 2 leaves the live generation untouched.
     pub fn write_generation(&mut self, spec: &GenerationSpec<'_>) -> Result<Swap, DatapathError> {
         let t = tables(spec)?;
+        self.write_tables(&t)
+    }
+
+    /// [`Datapath::write_generation`] of tables already computed.
+    ///
+    /// Every map-of-maps update returns only after an RCU grace period (the kernel waits for
+    /// running programs), about 10 ms on this kind of VM. The three inner maps are filled on
+    /// three threads and put into their slots by three concurrent updates, which share one
+    /// grace period; the quiesce after the flip is one more. The old generation's maps are
+    /// not removed here: [`Datapath::release_old_generation`] does it, off the swap's path
+    /// (the next write replaces them in any case).
+    pub fn write_tables(&mut self, t: &Tables) -> Result<Swap, DatapathError> {
+        let trace = std::env::var_os("PLC_SWAP_TRACE").is_some();
+        let t0 = std::time::Instant::now();
+        let mark = |what: &str| {
+            if trace {
+                eprintln!(
+                    "swap: {what} at {:.2} ms",
+                    t0.elapsed().as_secs_f64() * 1000.0
+                );
+            }
+        };
         let live = self.live_generation()?;
         let next = live.wrapping_add(1);
         let slot = next & 1;
-        let old = live & 1;
 
-        let ipc = new_inner(
-            maps::IPCACHE,
-            sys::BPF_MAP_TYPE_LPM_TRIE,
-            &t.ipcache,
-            "plc_ipc_v2_in",
-        )?;
-        let pol = new_inner(
-            maps::POLICY,
-            sys::BPF_MAP_TYPE_LPM_TRIE,
-            &t.policy,
-            "plc_pol_v1_in",
-        )?;
-        let eps = new_inner(
-            maps::ENDPOINTS,
-            sys::BPF_MAP_TYPE_HASH,
-            &t.endpoints,
-            "plc_ep_v1_in",
-        )?;
+        let (ipc, pol, eps) = std::thread::scope(|scope| {
+            let ipc = scope.spawn(|| {
+                new_inner(
+                    maps::IPCACHE,
+                    sys::BPF_MAP_TYPE_LPM_TRIE,
+                    &t.ipcache,
+                    "plc_ipc_v2_in",
+                )
+            });
+            let eps = scope.spawn(|| {
+                new_inner(
+                    maps::ENDPOINTS,
+                    sys::BPF_MAP_TYPE_HASH,
+                    &t.endpoints,
+                    "plc_ep_v1_in",
+                )
+            });
+            let pol = new_inner(
+                maps::POLICY,
+                sys::BPF_MAP_TYPE_LPM_TRIE,
+                &t.policy,
+                "plc_pol_v1_in",
+            );
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<MapData, DatapathError>>,
+                        map: &'static str| {
+                h.join().unwrap_or_else(|_| {
+                    Err(DatapathError::Syscall {
+                        call: "BPF_MAP_UPDATE_BATCH",
+                        map,
+                        source: io::Error::other("the filling thread panicked"),
+                    })
+                })
+            };
+            (join(ipc, maps::IPCACHE), pol, join(eps, maps::ENDPOINTS))
+        });
+        let (ipc, pol, eps) = (ipc?, pol?, eps?);
+        mark("inner maps filled");
 
-        for (name, inner) in [
-            (maps::IPCACHE, &ipc),
-            (maps::POLICY, &pol),
-            (maps::ENDPOINTS, &eps),
-        ] {
-            self.set_slot(name, slot, inner)?;
-        }
-
+        self.set_slots(
+            slot,
+            &[
+                (maps::IPCACHE, &ipc),
+                (maps::POLICY, &pol),
+                (maps::ENDPOINTS, &eps),
+            ],
+        )?;
+        mark("slots set");
         let live_map = self
             .ebpf
             .map_mut(maps::LIVE)
@@ -306,25 +481,11 @@ impl Datapath {
                 map: maps::LIVE,
                 source,
             })?;
-
-        // Quiesce: returns after a grace period, so no program still runs on `old`.
-        self.set_slot(maps::ENDPOINTS, slot, &eps)?;
-        if old != slot {
-            for name in [maps::IPCACHE, maps::POLICY, maps::ENDPOINTS] {
-                let fd = self.map_data(name)?.fd().as_fd();
-                match sys::delete_elem(fd, &old.to_ne_bytes()) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(source) => {
-                        return Err(DatapathError::Syscall {
-                            call: "BPF_MAP_DELETE_ELEM",
-                            map: name,
-                            source,
-                        })
-                    }
-                }
-            }
-        }
+        mark("flipped");
+        // Quiesce: returns after a grace period, so no program still runs on the old
+        // generation, and its slot may be emptied or replaced.
+        self.set_slots(slot, &[(maps::ENDPOINTS, &eps)])?;
+        mark("quiesced");
         Ok(Swap {
             generation: next,
             slot,
@@ -334,21 +495,94 @@ impl Datapath {
         })
     }
 
-    fn set_slot(
-        &mut self,
-        name: &'static str,
+    /// Empties the slots the live generation does not use, freeing the previous generation's
+    /// maps (concurrent deletes: one grace period). Safe at any time after a write returned.
+    pub fn release_old_generation(&self) -> Result<(), DatapathError> {
+        let old = (self.live_generation()? & 1) ^ 1;
+        let mut fds = Vec::new();
+        for name in [maps::IPCACHE, maps::POLICY, maps::ENDPOINTS] {
+            fds.push((name, self.map_data(name)?.fd().as_fd()));
+        }
+        let key = old.to_ne_bytes();
+        let results: Vec<(&'static str, io::Result<()>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = fds
+                .iter()
+                .map(|(name, fd)| {
+                    let fd = *fd;
+                    (*name, scope.spawn(move || sys::delete_elem(fd, &key)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| {
+                    (
+                        name,
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),
+                    )
+                })
+                .collect()
+        });
+        for (name, r) in results {
+            match r {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(source) => {
+                    return Err(DatapathError::Syscall {
+                        call: "BPF_MAP_DELETE_ELEM",
+                        map: name,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts inner maps into slot `slot` of their outer maps, all at once: concurrent updates
+    /// share the grace period each of them waits for.
+    fn set_slots(
+        &self,
         slot: u32,
-        inner: &MapData,
+        inner: &[(&'static str, &MapData)],
     ) -> Result<(), DatapathError> {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(DatapathError::Missing(name))?;
-        let mut outer: ArrayOfMaps<&mut MapData, MapData> = ArrayOfMaps::try_from(map)
-            .map_err(|source| DatapathError::Map { map: name, source })?;
-        outer
-            .set(slot, inner, 0)
-            .map_err(|source| DatapathError::Map { map: name, source })
+        let mut jobs = Vec::new();
+        for (name, map) in inner {
+            let outer = self.map_data(name)?.fd().as_fd();
+            let value = map.fd().as_fd().as_raw_fd().to_ne_bytes();
+            jobs.push((*name, outer, value));
+        }
+        let key = slot.to_ne_bytes();
+        let results: Vec<(&'static str, io::Result<()>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(name, outer, value)| {
+                    let (outer, value) = (*outer, *value);
+                    (
+                        *name,
+                        scope.spawn(move || sys::update_elem(outer, &key, &value, sys::BPF_ANY)),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| {
+                    (
+                        name,
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("the thread panicked"))),
+                    )
+                })
+                .collect()
+        });
+        for (name, r) in results {
+            r.map_err(|source| DatapathError::Syscall {
+                call: "BPF_MAP_UPDATE_ELEM",
+                map: name,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether slot `slot` of a per-generation map holds an inner map.
@@ -420,6 +654,34 @@ impl Datapath {
                 source,
             })?;
         Ok(ct.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Deletes the conntrack entries that expired before `now_ns` (`bpf_ktime_get_ns`'s
+    /// clock). The programs already treat them as absent; this returns their room.
+    pub fn expire_conntrack(&mut self, now_ns: u64) -> Result<usize, DatapathError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::CONNTRACK)
+            .ok_or(DatapathError::Missing(maps::CONNTRACK))?;
+        let mut ct: HashMap<&mut MapData, CtKey, CtVal> =
+            HashMap::try_from(map).map_err(|source| DatapathError::Map {
+                map: maps::CONNTRACK,
+                source,
+            })?;
+        let expired: Vec<CtKey> = ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.expires_ns < now_ns)
+            .map(|(k, _)| k)
+            .collect();
+        let mut removed = 0;
+        for k in &expired {
+            // Gone already (the LRU evicted it, or a packet replaced it): fine.
+            if ct.remove(k).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Packets per reason code, summed over CPUs (codes that never occurred are left out).

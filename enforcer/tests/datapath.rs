@@ -352,6 +352,12 @@ fn a_new_generation_rechecks_established_connections() {
     let swap = node.write(&pair_v2().bundle);
     assert_eq!((swap.generation, swap.slot), (2, 0));
     assert_eq!(node.dp.live_generation().expect("live"), 2);
+    // The old generation's maps stay until released (off the swap's path).
+    assert!(node
+        .dp
+        .slot_filled(datapath::maps::POLICY, 1)
+        .expect("slot"));
+    node.dp.release_old_generation().expect("release");
     for map in [
         datapath::maps::IPCACHE,
         datapath::maps::POLICY,
@@ -385,6 +391,7 @@ fn a_new_generation_rechecks_established_connections() {
     assert_eq!((swap.generation, swap.slot), (3, 1));
     assert_eq!(node.egress(&tcp(A, B, 41003, 80, SYN)).0, TC_ACT_OK);
     assert_eq!(node.egress(&tcp(A, B, 41004, 8080, SYN)).0, TC_ACT_SHOT);
+    node.dp.release_old_generation().expect("release");
     assert!(!node
         .dp
         .slot_filled(datapath::maps::POLICY, 0)
