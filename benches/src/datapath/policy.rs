@@ -26,7 +26,8 @@ pub const DENIED_UDP_PORT: u16 = 5003;
 const PEER_BASE: u32 = u32::from_be_bytes([10, 128, 0, 0]);
 const ENTRIES_PER_PEER: usize = 10;
 const FILLER_PORT: u16 = 8000;
-const NAMESPACE: &str = "bench";
+/// The pods' namespace.
+pub const NAMESPACE: &str = "bench";
 
 /// One allow entry of the server's ingress: traffic from `src` with `protocol` to `port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +202,47 @@ pub fn nft_script(rules: &[Rule]) -> String {
     s
 }
 
+/// The same policy as a tree for `policyd run --source`: namespace `bench`, Pod objects
+/// `client` and `server` (addresses come from the CNI registration), and one NetworkPolicy
+/// selecting the server for ingress: a rule allowing the client's UDP 5001 and TCP 5002, and
+/// one rule per filler peer (an `ipBlock` /32 with its ports). It compiles to exactly the
+/// [`rules`]`(n)` entries for the server (a unit test checks it with the compiler).
+pub fn tree_yaml(n: usize) -> String {
+    let rules = rules(n);
+    let mut s = String::with_capacity(n * 60 + 1000);
+    let _ = write!(
+        s,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"
+    );
+    for app in ["client", "server"] {
+        let _ = write!(
+            s,
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {app}\n  namespace: {NAMESPACE}\n  labels:\n    app: {app}\nspec:\n  containers:\n  - name: {app}\n    image: busybox\n"
+        );
+    }
+    let _ = write!(
+        s,
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: server-ingress\n  namespace: {NAMESPACE}\nspec:\n  podSelector:\n    matchLabels:\n      app: server\n  policyTypes: [Ingress]\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          app: client\n    ports:\n    - {{protocol: UDP, port: {UDP_PORT}}}\n    - {{protocol: TCP, port: {TCP_PORT}}}\n"
+    );
+    let fillers = &rules[..rules.len() - 2];
+    for peer in fillers.chunk_by(|a, b| a.src == b.src) {
+        let _ = write!(
+            s,
+            "  - from:\n    - ipBlock:\n        cidr: {}/32\n    ports:\n",
+            peer[0].src
+        );
+        for r in peer {
+            let _ = writeln!(
+                s,
+                "    - {{protocol: {}, port: {}}}",
+                proto::name(r.protocol),
+                r.port
+            );
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +302,31 @@ mod tests {
             verdict(&b, filler_peer(3), Protocol::Udp, UDP_PORT),
             Verdict::Denied
         );
+    }
+
+    #[test]
+    fn the_tree_compiles_to_the_same_n_entries_for_the_server() {
+        for n in [2, 10, 1000] {
+            let yaml = tree_yaml(n);
+            let checked = policy_lang::check_sources(vec![("tree.yaml".into(), yaml.clone())]);
+            let errors: Vec<_> = checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == policy_lang::Severity::Error)
+                .collect();
+            assert!(errors.is_empty(), "{errors:#?}\n{yaml}");
+            let compiled =
+                compiler::lower::compile(&checked.tree, &checked.sources, None, Options::default());
+            let b = &compiled.bundle;
+            let server = b.endpoint("bench/server").expect("server endpoint");
+            let policy = &b.policies[server.policy as usize];
+            assert!(policy.ingress_enforced && !policy.egress_enforced);
+            assert_eq!(policy.entries.len(), n, "n = {n}");
+            assert!(policy
+                .entries
+                .iter()
+                .all(|e| e.verdict == EntryVerdict::Allow));
+        }
     }
 
     #[test]
