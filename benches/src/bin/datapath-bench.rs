@@ -6,14 +6,15 @@ use aya::programs::TcAttachType;
 use benches::datapath::load::{self, Load, Paired, Plan, Side};
 use benches::datapath::netns::{in_netns, Bpffs};
 use benches::datapath::policy::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
+use benches::datapath::policyd;
 use benches::datapath::topo::{self, Sockets, World, DENIED_PROBES};
-use benches::run::{loud, rate, signals, TempTree};
+use benches::run::{loud, rate, signals};
 use clap::{Parser, ValueEnum};
 use enforcer::datapath::reason;
 use enforcer::{Datapath, GenerationSpec, LoadOptions};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,17 +44,24 @@ struct Args {
     /// One side's turn of the paired load generator, in microseconds.
     #[arg(long, default_value_t = 1000)]
     turn_us: u64,
-    /// Also report the resident memory of this policyd binary, started with --policyd-arg
-    /// arguments in a node namespace of its own, holding the largest bundle.
+    /// Also report the resident memory of this policyd binary while it enforces the largest
+    /// policy for the bench's two pods, on a node namespace of its own.
     #[arg(long, value_name = "BIN")]
     policyd_memory: Option<PathBuf>,
-    /// An argument for policyd (repeat it); `{bundle}` becomes the path of the bundle's JSON,
-    /// `{pin_dir}` a fresh directory on this run's bpffs, `{netns}` the node namespace's name.
+    /// policyd's arguments, one per flag, replacing the default `--bpffs-root {pin_dir}
+    /// --socket {socket} run --source {tree} --state-dir {state_dir} --metrics-address none`.
+    /// Placeholders: `{tree}` (a directory with the policy as YAML), `{bundle}` (the policy as
+    /// a bundle file), `{pin_dir}` (a directory on this run's bpffs), `{socket}`, `{state_dir}`,
+    /// `{netns}` (the node namespace's name). Without `{socket}` the pods are not registered
+    /// and memory is read after --policyd-settle seconds.
     #[arg(long = "policyd-arg", value_name = "ARG", allow_hyphen_values = true)]
     policyd_args: Vec<String>,
-    /// Seconds policyd runs before its memory is read.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds policyd runs once it enforces the policy, before its memory is read.
+    #[arg(long, default_value_t = 2.0)]
     policyd_settle: f64,
+    /// Seconds policyd may take to start and enforce the policy.
+    #[arg(long, default_value_t = 120.0)]
+    policyd_timeout: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -628,99 +636,37 @@ fn print_targets(rows: &[Row]) {
     }
 }
 
-/// Starts policyd in a node namespace of its own with the largest bundle and reports its
-/// resident memory after it settled.
+/// policyd's resident memory while it enforces the largest policy (see
+/// `benches::datapath::policyd`), or a line saying why not.
 fn policyd_memory(args: &Args, ctx: &Ctx, n: usize) -> Result<(), String> {
     println!();
     let Some(bin) = &args.policyd_memory else {
         println!("policyd memory: skipped (no --policyd-memory BIN given)");
         return Ok(());
     };
-    let tmp = TempTree::new(false);
-    std::fs::create_dir_all(&tmp.path).map_err(|e| format!("{}: {e}", tmp.path.display()))?;
-    let bundle_path = tmp.path.join("bundle.json");
-    std::fs::write(&bundle_path, policy::bundle(n).to_bytes())
-        .map_err(|e| format!("{}: {e}", bundle_path.display()))?;
-    let pin_dir = ctx.bpffs.path().join("policyd");
-    std::fs::create_dir_all(&pin_dir).map_err(|e| format!("{}: {e}", pin_dir.display()))?;
-    let world = World::create("p")?;
-    let policyd_args: Vec<String> = args
-        .policyd_args
-        .iter()
-        .map(|a| {
-            a.replace("{bundle}", &bundle_path.display().to_string())
-                .replace("{pin_dir}", &pin_dir.display().to_string())
-                .replace("{netns}", world.node.name())
-        })
-        .collect();
-    let stderr_path = tmp.path.join("policyd.stderr");
-    let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", world.node.name()])
-        .arg(bin)
-        .args(&policyd_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    // `ip netns exec` execs the program: the child's pid is policyd's.
-    let pid = child.id();
-    let settle = Instant::now() + Duration::from_secs_f64(args.policyd_settle.clamp(0.1, 300.0));
-    let mut early = None;
-    while Instant::now() < settle && signals::RECEIVED.load(Ordering::Relaxed) == 0 {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            early = Some(status);
-            break;
+    let report = policyd::measure(&policyd::Options {
+        bin,
+        args: &args.policyd_args,
+        entries: n,
+        bpffs: ctx.bpffs.path(),
+        timeout: Duration::from_secs_f64(args.policyd_timeout.clamp(1.0, 3600.0)),
+        settle: Duration::from_secs_f64(args.policyd_settle.clamp(0.0, 3600.0)),
+    })?;
+    println!(
+        "policyd memory ({}) with the {n}-entry policy: VmRSS {}, VmHWM {} (after {} s{})",
+        bin.display(),
+        report.vm_rss,
+        report.vm_hwm,
+        args.policyd_settle,
+        match &report.status {
+            Some(_) => " enforcing",
+            None => " running",
         }
-        std::thread::sleep(Duration::from_millis(100));
+    );
+    if let Some(status) = report.status {
+        println!("  policyd status: {status}");
     }
-    let status_text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status_text
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| "?".to_owned())
-    };
-    let (rss, hwm) = (field("VmRSS:"), field("VmHWM:"));
-    if early.is_none() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while child.try_wait().map_err(|e| e.to_string())?.is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&pin_dir);
-    let err_tail: String = std::fs::read_to_string(&stderr_path)
-        .unwrap_or_default()
-        .lines()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n    ");
-    match early {
-        Some(status) => Err(format!(
-            "policyd exited before its memory was read ({status}); its last lines:\n    {err_tail}"
-        )),
-        None => {
-            println!(
-                "policyd memory with the {n}-entry bundle, after {:.1} s: VmRSS {rss}, VmHWM {hwm}",
-                args.policyd_settle
-            );
-            Ok(())
-        }
-    }
+    Ok(())
 }
 
 fn is_root() -> bool {
