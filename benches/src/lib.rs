@@ -1,8 +1,11 @@
-//! Synthetic policy trees and same-run baselines for benchmarking `policyc`.
+//! Synthetic policy trees, same-run baselines and paired datapath measurements for benchmarking
+//! `policyc` and the enforcer.
 //!
 //! Nothing here is published or run by `cargo test` of the product crates: the binaries
-//! `gen-tree`, `check-bench` and `compile-bench` are run by hand (see README.md).
+//! `gen-tree`, `check-bench`, `compile-bench` and `datapath-bench` are run by hand (see
+//! README.md).
 
+pub mod datapath;
 pub mod emit;
 pub mod gen;
 pub mod measure;
