@@ -254,3 +254,9 @@ pub fn ifindex(name: &str) -> Option<u32> {
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (i != 0).then_some(i)
 }
+
+/// Gives the heap's free memory back to the kernel (glibc keeps what a compile freed).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe { libc::malloc_trim(0) };
+}

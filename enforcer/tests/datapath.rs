@@ -626,10 +626,7 @@ fn only_local_endpoints_on_their_own_interface_are_judged() {
     assert_eq!(eps.len(), 4);
     assert_eq!(eps.iter().filter(|(_, v)| v.ifindex == 0).count(), 2);
     // `b` is local on another interface: delivered straight to it (local delivery).
-    assert_eq!(
-        node.egress(&tcp(A, B, 45000, 80, SYN)).0,
-        TC_ACT_REDIRECT
-    );
+    assert_eq!(node.egress(&tcp(A, B, 45000, 80, SYN)).0, TC_ACT_REDIRECT);
     // A packet from `b`'s address on `a`'s interface, and one to it.
     assert_eq!(node.egress(&tcp(B, A, 45001, 80, SYN)).0, TC_ACT_SHOT);
     assert_eq!(node.ingress(&tcp(A, B, 45002, 80, SYN)).0, TC_ACT_SHOT);

@@ -60,8 +60,12 @@ struct Args {
     #[arg(long, default_value_t = 2.0)]
     policyd_settle: f64,
     /// Seconds policyd may take to start and enforce the policy.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = 300.0)]
     policyd_timeout: f64,
+    /// Endpoints registered with policyd for the memory figure: the client and the server,
+    /// and pods without policy on veths of their own for the rest.
+    #[arg(long, default_value_t = 100)]
+    policyd_endpoints: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -651,10 +655,12 @@ fn policyd_memory(args: &Args, ctx: &Ctx, n: usize) -> Result<(), String> {
         bpffs: ctx.bpffs.path(),
         timeout: Duration::from_secs_f64(args.policyd_timeout.clamp(1.0, 3600.0)),
         settle: Duration::from_secs_f64(args.policyd_settle.clamp(0.0, 3600.0)),
+        endpoints: args.policyd_endpoints.max(2),
     })?;
     println!(
-        "policyd memory ({}) with the {n}-entry policy: VmRSS {}, VmHWM {} (after {} s{})",
+        "policyd memory ({}) with the {n}-entry policy and {} endpoints: VmRSS {}, VmHWM {} (after {} s{})",
         bin.display(),
+        args.policyd_endpoints.max(2),
         report.vm_rss,
         report.vm_hwm,
         args.policyd_settle,

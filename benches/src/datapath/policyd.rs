@@ -40,6 +40,8 @@ pub struct Options<'a> {
     pub timeout: Duration,
     /// How long it runs once it enforces, before its memory is read.
     pub settle: Duration,
+    /// Endpoints to register (at least the client and the server).
+    pub endpoints: usize,
 }
 
 /// What was read.
@@ -185,6 +187,33 @@ pub fn measure(o: &Options<'_>) -> Result<Report, String> {
         ] {
             register(&socket, pod, netns, host_if, IpAddr::V4(ip))?;
         }
+        // The other endpoints: pods the tree does not name (no policy selects them), each
+        // on a veth of its own in the node namespace.
+        for i in 0..o.endpoints.saturating_sub(2) {
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+            let host = format!("plcbe{i}");
+            world.node.ip(&[
+                "link",
+                "add",
+                &host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("plcbq{i}"),
+            ])?;
+            world.node.ip(&["link", "set", &host, "up"])?;
+            let ip = std::net::Ipv4Addr::new(10, 250, (i / 250) as u8, (i % 250) as u8 + 1);
+            register(
+                &socket,
+                &format!("extra-{i}"),
+                &world.node,
+                &host,
+                IpAddr::V4(ip),
+            )?;
+        }
         // Enforcing: both endpoints, the policy map full, the probes as the policy says.
         let sockets = world.sockets()?;
         loop {
@@ -202,7 +231,7 @@ pub fn measure(o: &Options<'_>) -> Result<Report, String> {
                 })
                 .and_then(|m| m["entries"].as_u64())
                 .unwrap_or(0);
-            if endpoints >= 2 && policy_entries >= o.entries as u64 {
+            if endpoints >= o.endpoints as u64 && policy_entries >= o.entries as u64 {
                 let c = topo::check(&world, &sockets)?;
                 if c.udp_received && c.tcp_accepted && c.denied_received == 0 {
                     status = Some(format!(

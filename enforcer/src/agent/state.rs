@@ -501,6 +501,8 @@ impl Agent {
             swap_ms,
             compile_ms,
         });
+        // The compile's scratch memory and the previous generation's state are free now.
+        crate::sys::trim_heap();
         Ok(SwapStats {
             generation: swap.generation,
             added,
