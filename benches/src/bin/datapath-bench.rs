@@ -70,8 +70,11 @@ struct Args {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Variant {
-    /// The project's eBPF datapath (`enforcer::Datapath`) on both host-side veths.
+    /// The project's eBPF datapath (`enforcer::Datapath`) on both host-side veths, with
+    /// local delivery (a packet for another local endpoint goes straight to its veth).
     Ebpf,
+    /// The same without local delivery: packets take the node's IP stack between the veths.
+    EbpfRouted,
     /// One iptables rule per entry (the system's `iptables-restore`), every packet towards
     /// the server walking the chain.
     Iptables,
@@ -90,6 +93,7 @@ impl Variant {
     fn label(self) -> &'static str {
         match self {
             Variant::Ebpf => "eBPF datapath",
+            Variant::EbpfRouted => "eBPF, routed",
             Variant::Iptables => "iptables",
             Variant::IptablesCt => "iptables +ct",
             Variant::IptablesLegacy => "iptables-legacy",
@@ -430,13 +434,15 @@ fn install(
         return Ok(out);
     };
     match variant {
-        Variant::Ebpf => {
+        Variant::Ebpf | Variant::EbpfRouted => {
             let bundle = policy::bundle(n);
             let pin_dir = ctx.bpffs.path().join(format!("row{idx}"));
             out.pin_dir = Some(pin_dir.clone());
+            let mut load = LoadOptions::new(&pin_dir);
+            load.local_delivery = variant == Variant::Ebpf;
             let dp = out
                 .dp
-                .insert(Datapath::load(&LoadOptions::new(&pin_dir)).map_err(datapath_error)?);
+                .insert(Datapath::load(&load).map_err(datapath_error)?);
             let mut spec = GenerationSpec::new(&bundle);
             spec.ifindex
                 .insert(IpAddr::V4(CLIENT_IP), world.node.ifindex(CLIENT_IF)?);

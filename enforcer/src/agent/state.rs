@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub ct_max_entries: Option<u32>,
     /// Established connections survive a revision that no longer allows them.
     pub keep_established: bool,
+    /// Packets between endpoints of this node skip the node's IP stack.
+    pub local_delivery: bool,
     /// Where `GET /metrics` is served (`None`: nowhere).
     pub metrics_address: Option<std::net::SocketAddr>,
 }
@@ -169,6 +171,7 @@ impl Agent {
         let mut load = LoadOptions::new(&opts.bpffs_root);
         load.ct_max_entries = opts.ct_max_entries;
         load.keep_established = opts.keep_established;
+        load.local_delivery = opts.local_delivery;
         let dp = Datapath::load(&load)?;
         let live_generation = dp.live_generation()?;
         let identities = store.identities().map_err(state_err)?;

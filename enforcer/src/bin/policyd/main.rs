@@ -145,6 +145,11 @@ struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = Established::Recheck)]
     established: Established,
 
+    /// Local delivery: a packet between two endpoints of this node goes from the sender's
+    /// veth straight to the receiver's (`on`), or through the node's IP stack (`off`).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    local_delivery: String,
+
     /// Where to serve Prometheus metrics (`GET /metrics`); `none` to serve none.
     #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:9962")]
     metrics_address: String,
@@ -216,6 +221,7 @@ fn main() -> ExitCode {
                 state_dir: args.state_dir.clone(),
                 ct_max_entries: args.ct_max_entries,
                 keep_established: args.established == Established::Keep,
+                local_delivery: args.local_delivery == "on",
                 metrics_address,
             };
             match enforcer::agent::run(opts) {
