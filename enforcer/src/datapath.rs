@@ -12,7 +12,7 @@ use std::net::IpAddr;
 pub mod maps {
     pub const LIVE: &str = "plc_live_v1";
     pub const IPCACHE: &str = "plc_ipc_v2";
-    pub const POLICY: &str = "plc_pol_v1";
+    pub const POLICY: &str = "plc_pol_v2";
     pub const ENDPOINTS: &str = "plc_ep_v1";
     pub const CONNTRACK: &str = "plc_ct_v1";
     pub const FRAGMENTS: &str = "plc_frag_v1";
@@ -66,6 +66,9 @@ pub const MARK_REDIRECT: u32 = 0x0e00;
 pub const MARK_MASK: u32 = 0x0f00;
 pub const IPC_FIXED_BITS: u32 = 32;
 pub const POL_FIXED_BITS: u32 = 72;
+/// Inner maps per generation of the policy map (`PLC_POL_SHARDS`): policy `p` is in shard
+/// `p % POL_SHARDS`, at outer slot `generation_slot * POL_SHARDS + shard`.
+pub const POL_SHARDS: u32 = 4;
 pub const POL_KEY_BITS: u32 = 96;
 pub const CT_TCP_SYN_S: u64 = 60;
 pub const CT_TCP_EST_S: u64 = 21600;
@@ -423,6 +426,7 @@ pub const C_CONSTANTS: &[(&str, u64)] = &[
     ("PLC_MARK_MASK", MARK_MASK as u64),
     ("PLC_IPC_FIXED_BITS", IPC_FIXED_BITS as u64),
     ("PLC_POL_FIXED_BITS", POL_FIXED_BITS as u64),
+    ("PLC_POL_SHARDS", POL_SHARDS as u64),
     ("PLC_POL_KEY_BITS", POL_KEY_BITS as u64),
     ("PLC_CT_TCP_SYN_S", CT_TCP_SYN_S),
     ("PLC_CT_TCP_EST_S", CT_TCP_EST_S),

@@ -425,6 +425,12 @@ impl Datapath {
         let next = live.wrapping_add(1);
         let slot = next & 1;
 
+        // The policy's shards, by policy id.
+        let mut shards: Vec<Vec<(PolKey, PolVal)>> =
+            vec![Vec::new(); datapath::POL_SHARDS as usize];
+        for e in &t.policy {
+            shards[(u32::from_be(e.0.policy_id) % datapath::POL_SHARDS) as usize].push(*e);
+        }
         let (ipc, pol, eps) = std::thread::scope(|scope| {
             let ipc = scope.spawn(|| {
                 new_inner(
@@ -442,12 +448,19 @@ impl Datapath {
                     "plc_ep_v1_in",
                 )
             });
-            let pol = new_inner(
-                maps::POLICY,
-                sys::BPF_MAP_TYPE_LPM_TRIE,
-                &t.policy,
-                "plc_pol_v1_in",
-            );
+            let pol: Vec<_> = shards
+                .iter()
+                .map(|shard| {
+                    scope.spawn(move || {
+                        new_inner(
+                            maps::POLICY,
+                            sys::BPF_MAP_TYPE_LPM_TRIE,
+                            shard,
+                            "plc_pol_v2_in",
+                        )
+                    })
+                })
+                .collect();
             let join = |h: std::thread::ScopedJoinHandle<'_, Result<MapData, DatapathError>>,
                         map: &'static str| {
                 h.join().unwrap_or_else(|_| {
@@ -458,19 +471,23 @@ impl Datapath {
                     })
                 })
             };
+            let pol: Vec<Result<MapData, DatapathError>> =
+                pol.into_iter().map(|h| join(h, maps::POLICY)).collect();
             (join(ipc, maps::IPCACHE), pol, join(eps, maps::ENDPOINTS))
         });
-        let (ipc, pol, eps) = (ipc?, pol?, eps?);
+        let (ipc, eps) = (ipc?, eps?);
+        let pol: Vec<MapData> = pol.into_iter().collect::<Result<_, _>>()?;
         mark("inner maps filled");
 
-        self.set_slots(
-            slot,
-            &[
-                (maps::IPCACHE, &ipc),
-                (maps::POLICY, &pol),
-                (maps::ENDPOINTS, &eps),
-            ],
-        )?;
+        let mut slots = vec![(maps::IPCACHE, slot, &ipc), (maps::ENDPOINTS, slot, &eps)];
+        for (shard, inner) in pol.iter().enumerate() {
+            slots.push((
+                maps::POLICY,
+                slot * datapath::POL_SHARDS + shard as u32,
+                inner,
+            ));
+        }
+        self.set_slots(&slots)?;
         mark("slots set");
         let live_map = self
             .ebpf
@@ -490,7 +507,7 @@ impl Datapath {
         mark("flipped");
         // Quiesce: returns after a grace period, so no program still runs on the old
         // generation, and its slot may be emptied or replaced.
-        self.set_slots(slot, &[(maps::ENDPOINTS, &eps)])?;
+        self.set_slots(&[(maps::ENDPOINTS, slot, &eps)])?;
         mark("quiesced");
         Ok(Swap {
             generation: next,
@@ -505,13 +522,21 @@ impl Datapath {
     /// maps (concurrent deletes: one grace period). Safe at any time after a write returned.
     pub fn release_old_generation(&self) -> Result<(), DatapathError> {
         let old = (self.live_generation()? & 1) ^ 1;
-        let mut fds = Vec::new();
-        for name in [maps::IPCACHE, maps::POLICY, maps::ENDPOINTS] {
-            fds.push((name, self.map_data(name)?.fd().as_fd()));
+        let mut jobs = Vec::new();
+        for name in [maps::IPCACHE, maps::ENDPOINTS] {
+            jobs.push((name, self.map_data(name)?.fd().as_fd(), old));
         }
-        let key = old.to_ne_bytes();
-        let results = concurrently(&fds, |(_, fd)| sys::delete_elem(*fd, &key));
-        for ((name, _), r) in fds.iter().zip(results) {
+        for shard in 0..datapath::POL_SHARDS {
+            jobs.push((
+                maps::POLICY,
+                self.map_data(maps::POLICY)?.fd().as_fd(),
+                old * datapath::POL_SHARDS + shard,
+            ));
+        }
+        let results = concurrently(&jobs, |(_, fd, key)| {
+            sys::delete_elem(*fd, &key.to_ne_bytes())
+        });
+        for ((name, _, _), r) in jobs.iter().zip(results) {
             match r {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -529,22 +554,17 @@ impl Datapath {
 
     /// Puts inner maps into slot `slot` of their outer maps, all at once: concurrent updates
     /// share the grace period each of them waits for.
-    fn set_slots(
-        &self,
-        slot: u32,
-        inner: &[(&'static str, &MapData)],
-    ) -> Result<(), DatapathError> {
+    fn set_slots(&self, inner: &[(&'static str, u32, &MapData)]) -> Result<(), DatapathError> {
         let mut jobs = Vec::new();
-        for (name, map) in inner {
+        for (name, slot, map) in inner {
             let outer = self.map_data(name)?.fd().as_fd();
             let value = map.fd().as_fd().as_raw_fd().to_ne_bytes();
-            jobs.push((*name, outer, value));
+            jobs.push((*name, outer, slot.to_ne_bytes(), value));
         }
-        let key = slot.to_ne_bytes();
-        let results = concurrently(&jobs, |(_, outer, value)| {
-            sys::update_elem(*outer, &key, value, sys::BPF_ANY)
+        let results = concurrently(&jobs, |(_, outer, key, value)| {
+            sys::update_elem(*outer, key, value, sys::BPF_ANY)
         });
-        for ((name, _, _), r) in jobs.iter().zip(results) {
+        for ((name, _, _, _), r) in jobs.iter().zip(results) {
             r.map_err(|source| DatapathError::Syscall {
                 call: "BPF_MAP_UPDATE_ELEM",
                 map: name,
@@ -555,7 +575,13 @@ impl Datapath {
     }
 
     /// Whether slot `slot` of a per-generation map holds an inner map.
+    /// (For the policy map, `slot` is a generation slot: its first shard is asked.)
     pub fn slot_filled(&self, name: &'static str, slot: u32) -> Result<bool, DatapathError> {
+        let slot = if name == maps::POLICY {
+            slot * datapath::POL_SHARDS
+        } else {
+            slot
+        };
         let outer: ArrayOfMaps<&MapData, MapData> = ArrayOfMaps::try_from(self.map(name)?)
             .map_err(|source| DatapathError::Map { map: name, source })?;
         match outer.get(&slot, 0) {
@@ -566,36 +592,49 @@ impl Datapath {
     }
 
     /// The inner map of a per-generation map in the live generation's slot.
-    fn live_inner(&self, name: &'static str) -> Result<Option<MapData>, DatapathError> {
+    /// (Every shard of the policy map.)
+    fn live_inner(&self, name: &'static str) -> Result<Vec<MapData>, DatapathError> {
         let slot = self.live_generation()? & 1;
         let outer: ArrayOfMaps<&MapData, MapData> = ArrayOfMaps::try_from(self.map(name)?)
             .map_err(|source| DatapathError::Map { map: name, source })?;
-        match outer.get(&slot, 0) {
-            Ok(m) => Ok(Some(m)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(DatapathError::Map { map: name, source }),
+        let slots: Vec<u32> = if name == maps::POLICY {
+            (0..datapath::POL_SHARDS)
+                .map(|s| slot * datapath::POL_SHARDS + s)
+                .collect()
+        } else {
+            vec![slot]
+        };
+        let mut out = Vec::new();
+        for s in slots {
+            match outer.get(&s, 0) {
+                Ok(m) => out.push(m),
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(DatapathError::Map { map: name, source }),
+            }
         }
+        Ok(out)
     }
 
     fn read_live<K: aya::Pod, V: aya::Pod>(
         &self,
         name: &'static str,
     ) -> Result<Vec<(K, V)>, DatapathError> {
-        let Some(inner) = self.live_inner(name)? else {
-            return Ok(Vec::new());
-        };
-        let raw =
-            sys::entries(inner.fd().as_fd(), size_of::<K>(), size_of::<V>()).map_err(|source| {
-                DatapathError::Syscall {
+        let mut out = Vec::new();
+        for inner in self.live_inner(name)? {
+            let raw = sys::entries(inner.fd().as_fd(), size_of::<K>(), size_of::<V>()).map_err(
+                |source| DatapathError::Syscall {
                     call: "BPF_MAP_GET_NEXT_KEY",
                     map: name,
                     source,
-                }
-            })?;
-        Ok(raw
-            .iter()
-            .filter_map(|(k, v)| Some((datapath::from_bytes(k)?, datapath::from_bytes(v)?)))
-            .collect())
+                },
+            )?;
+            out.extend(
+                raw.iter().filter_map(|(k, v)| {
+                    Some((datapath::from_bytes(k)?, datapath::from_bytes(v)?))
+                }),
+            );
+        }
+        Ok(out)
     }
 
     /// The live generation's tables as the kernel holds them, in [`Tables::sort`] order

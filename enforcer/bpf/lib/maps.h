@@ -77,6 +77,9 @@
 /* Prefix lengths: bits of an LPM key after `prefixlen` that are always matched in full. */
 #define PLC_IPC_FIXED_BITS 32
 #define PLC_POL_FIXED_BITS 72
+/* The policy map of a generation is split in this many inner maps, by policy id, so that
+ * policyd fills them in parallel (a swap's cost is mostly filling the LPM tries). */
+#define PLC_POL_SHARDS 4
 #define PLC_POL_KEY_BITS 96
 
 /* Conntrack lifetimes in seconds. */
@@ -141,7 +144,7 @@ struct plc_ipc_val {
 _Static_assert(sizeof(struct plc_ipc_val) == 8, "plc_ipc_val");
 
 /*
- * plc_pol_v1 inner key. policy_id, peer_identity and direction are the fixed part (always
+ * plc_pol_v2 inner key. policy_id, peer_identity and direction are the fixed part (always
  * matched in full); protocol and port follow. prefixlen = PLC_POL_FIXED_BITS for a
  * protocol-0 ("any") entry, else PLC_POL_FIXED_BITS + 8 + port prefix length (0..16).
  * Fields are ordered so that the struct has no padding: a padding byte inside an LPM key
@@ -296,8 +299,10 @@ struct {
 } plc_ipc_v2 SEC(".maps");
 
 /*
- * plc_pol_v1: ARRAY_OF_MAPS, 2 slots. Inner: LPM_TRIE struct plc_pol_key ->
- * struct plc_pol_val, every endpoint policy of the generation (one copy per shared policy).
+ * plc_pol_v2: ARRAY_OF_MAPS, 2 x PLC_POL_SHARDS slots: generation slot g's shard s is slot
+ * g * PLC_POL_SHARDS + s, and policy p lives in shard p % PLC_POL_SHARDS. Inner: LPM_TRIE
+ * struct plc_pol_key -> struct plc_pol_val, the endpoint policies of the generation whose id
+ * falls in the shard (one copy per shared policy).
  * A packet looks up to four peer keys: the peer identity, its class, its namespace (pods)
  * and 0 (any peer). Inner max entries: sized by policyd. Writer: policyd.
  */
@@ -312,11 +317,11 @@ struct plc_pol_inner {
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 2);
+	__uint(max_entries, 2 * PLC_POL_SHARDS);
 	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct plc_pol_inner);
-} plc_pol_v1 SEC(".maps");
+} plc_pol_v2 SEC(".maps");
 
 /*
  * plc_ep_v1: ARRAY_OF_MAPS, 2 slots. Inner: HASH struct plc_ep_key -> struct plc_ep_val,
