@@ -54,8 +54,8 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 	struct plc_ep_val *ep, *peer_ep;
 	struct plc_ct_val *ct = 0;
 	struct plc_ipc_val peer;
-	void *eps, *ipc, *pol;
-	__u32 zero = 0, slot, pslot;
+	void *eps, *ipc;
+	__u32 zero = 0, slot;
 	__u32 *live;
 	__u64 now = 0;
 	int r, original = 0, recheck = 0;
@@ -170,9 +170,7 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 	}
 
 	ipc = bpf_map_lookup_elem(&plc_ipc_v2, &slot);
-	pslot = slot * PLC_POL_SHARDS + ep->policy_id % PLC_POL_SHARDS;
-	pol = bpf_map_lookup_elem(&plc_pol_v2, &pslot);
-	if (!ipc || !pol)
+	if (!ipc)
 		return plc_drop(skb, &c, PLC_DROP_NO_GENERATION);
 	plc_identity(ipc, c.p.family, dir == PLC_DIR_EGRESS ? c.p.daddr : c.p.saddr, &peer);
 	if (dir == PLC_DIR_EGRESS)
@@ -180,7 +178,7 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 	else
 		c.src_identity = peer.identity;
 
-	reason = plc_policy(pol, ep, &peer, &c);
+	reason = plc_policy(slot, ep, &peer, &c);
 	if (reason >= 128) {
 		if (recheck)
 			bpf_map_delete_elem(&plc_ct_v1, &ck);

@@ -66,9 +66,15 @@ pub const MARK_REDIRECT: u32 = 0x0e00;
 pub const MARK_MASK: u32 = 0x0f00;
 pub const IPC_FIXED_BITS: u32 = 32;
 pub const POL_FIXED_BITS: u32 = 72;
-/// Inner maps per generation of the policy map (`PLC_POL_SHARDS`): policy `p` is in shard
-/// `p % POL_SHARDS`, at outer slot `generation_slot * POL_SHARDS + shard`.
+/// Inner maps per generation of the policy map (`PLC_POL_SHARDS`), at outer slots
+/// `generation_slot * POL_SHARDS + shard` (see [`pol_shard`]).
 pub const POL_SHARDS: u32 = 4;
+
+/// The shard of a policy key: (policy id + peer identity) % [`POL_SHARDS`], in u32
+/// arithmetic, as `plc_pol_one` computes it; every prefix of one (policy, peer) shares it.
+pub fn pol_shard(k: &PolKey) -> u32 {
+    u32::from_be(k.policy_id).wrapping_add(u32::from_be(k.peer_identity)) % POL_SHARDS
+}
 pub const POL_KEY_BITS: u32 = 96;
 pub const CT_TCP_SYN_S: u64 = 60;
 pub const CT_TCP_EST_S: u64 = 21600;

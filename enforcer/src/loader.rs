@@ -425,11 +425,11 @@ impl Datapath {
         let next = live.wrapping_add(1);
         let slot = next & 1;
 
-        // The policy's shards, by policy id.
+        // The policy's shards, by policy and peer (as `plc_pol_one` picks them).
         let mut shards: Vec<Vec<(PolKey, PolVal)>> =
             vec![Vec::new(); datapath::POL_SHARDS as usize];
         for e in &t.policy {
-            shards[(u32::from_be(e.0.policy_id) % datapath::POL_SHARDS) as usize].push(*e);
+            shards[datapath::pol_shard(&e.0) as usize].push(*e);
         }
         let (ipc, pol, eps) = std::thread::scope(|scope| {
             let ipc = scope.spawn(|| {

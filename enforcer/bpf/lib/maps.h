@@ -77,7 +77,7 @@
 /* Prefix lengths: bits of an LPM key after `prefixlen` that are always matched in full. */
 #define PLC_IPC_FIXED_BITS 32
 #define PLC_POL_FIXED_BITS 72
-/* The policy map of a generation is split in this many inner maps, by policy id, so that
+/* The policy map of a generation is split in this many inner maps, by policy and peer, so that
  * policyd fills them in parallel (a swap's cost is mostly filling the LPM tries). */
 #define PLC_POL_SHARDS 4
 #define PLC_POL_KEY_BITS 96
@@ -300,9 +300,9 @@ struct {
 
 /*
  * plc_pol_v2: ARRAY_OF_MAPS, 2 x PLC_POL_SHARDS slots: generation slot g's shard s is slot
- * g * PLC_POL_SHARDS + s, and policy p lives in shard p % PLC_POL_SHARDS. Inner: LPM_TRIE
- * struct plc_pol_key -> struct plc_pol_val, the endpoint policies of the generation whose id
- * falls in the shard (one copy per shared policy).
+ * g * PLC_POL_SHARDS + s; the entries of (policy p, peer identity i) live in shard
+ * (p + i) % PLC_POL_SHARDS (u32 arithmetic). Inner: LPM_TRIE struct plc_pol_key ->
+ * struct plc_pol_val, the generation's endpoint policies (one copy per shared policy).
  * A packet looks up to four peer keys: the peer identity, its class, its namespace (pods)
  * and 0 (any peer). Inner max entries: sized by policyd. Writer: policyd.
  */

@@ -60,12 +60,20 @@ struct plc_pol_acc {
 	__u8 seen;          /* PLC_SEEN_* */
 };
 
-/* One key: the longest (protocol, port) prefix entry for `peer`, folded into `a`. */
-static __always_inline void plc_pol_one(void *pol, struct plc_pol_key *k, __u32 peer,
-					struct plc_pol_acc *a)
+/*
+ * One key: the longest (protocol, port) prefix entry for `peer`, folded into `a`. The
+ * generation's policy is split in PLC_POL_SHARDS tries by (policy id + peer identity), so
+ * that policyd fills them in parallel; every prefix of one (policy, peer) is in one shard.
+ */
+static __always_inline void plc_pol_one(__u32 slot, __u32 policy_id, struct plc_pol_key *k,
+					__u32 peer, struct plc_pol_acc *a)
 {
 	struct plc_pol_val *v;
+	__u32 pslot = slot * PLC_POL_SHARDS + (policy_id + peer) % PLC_POL_SHARDS;
+	void *pol = bpf_map_lookup_elem(&plc_pol_v2, &pslot);
 
+	if (!pol)
+		return;
 	k->peer_identity = bpf_htonl(peer);
 	v = bpf_map_lookup_elem(pol, k);
 	if (!v)
@@ -94,7 +102,7 @@ static __always_inline void plc_pol_one(void *pol, struct plc_pol_key *k, __u32 
 }
 
 /* Returns a PLC_PASS_* or PLC_DROP_* reason; fills rule and L7 sets in the context. */
-static __always_inline __u16 plc_policy(void *pol, const struct plc_ep_val *ep,
+static __always_inline __u16 plc_policy(__u32 slot, const struct plc_ep_val *ep,
 					const struct plc_ipc_val *peer, struct plc_ctx *c)
 {
 	struct plc_pol_key k;
@@ -113,14 +121,14 @@ static __always_inline __u16 plc_policy(void *pol, const struct plc_ep_val *ep,
 	a.l7_set_other = PLC_NONE_U16;
 
 	/* The keys in Evaluator::lookup_keys order; after a deny the rest cannot matter. */
-	plc_pol_one(pol, &k, peer->identity, &a);
+	plc_pol_one(slot, ep->policy_id, &k, peer->identity, &a);
 	cls = plc_class(peer->identity);
 	if (cls && !(a.seen & PLC_SEEN_DENY))
-		plc_pol_one(pol, &k, cls, &a);
+		plc_pol_one(slot, ep->policy_id, &k, cls, &a);
 	if (ns < PLC_NAMESPACE_LIMIT && !(a.seen & PLC_SEEN_DENY))
-		plc_pol_one(pol, &k, PLC_ID_FIRST_NAMESPACE + ns, &a);
+		plc_pol_one(slot, ep->policy_id, &k, PLC_ID_FIRST_NAMESPACE + ns, &a);
 	if (peer->identity != PLC_ID_ANY && !(a.seen & PLC_SEEN_DENY))
-		plc_pol_one(pol, &k, PLC_ID_ANY, &a);
+		plc_pol_one(slot, ep->policy_id, &k, PLC_ID_ANY, &a);
 
 	if (a.seen & PLC_SEEN_DENY) {
 		c->rule_id = a.deny_rule;
