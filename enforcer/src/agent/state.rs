@@ -439,6 +439,7 @@ impl Agent {
             Options::default(),
         );
         let mut spec = GenerationSpec::new(&compiled.bundle);
+        spec.only_local_policies = true;
         for ep in self.endpoints.values() {
             for ip in &ep.stored.registration.ips {
                 spec.ifindex.insert(*ip, ep.stored.host_ifindex);
