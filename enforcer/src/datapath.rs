@@ -68,7 +68,7 @@ pub const IPC_FIXED_BITS: u32 = 32;
 pub const POL_FIXED_BITS: u32 = 72;
 /// Inner maps per generation of the policy map (`PLC_POL_SHARDS`), at outer slots
 /// `generation_slot * POL_SHARDS + shard` (see [`pol_shard`]).
-pub const POL_SHARDS: u32 = 4;
+pub const POL_SHARDS: u32 = 16;
 
 /// The shard of a policy key: (policy id + peer identity) % [`POL_SHARDS`], in u32
 /// arithmetic, as `plc_pol_one` computes it; every prefix of one (policy, peer) shares it.

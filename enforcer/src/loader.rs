@@ -116,6 +116,86 @@ pub struct Swap {
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: PathBuf,
+    /// The inner maps this process put into the live generation, with a hash of their
+    /// contents (ipcache, endpoints, policy shards): the next write reuses those it would
+    /// rebuild identically. `None` before this process's first write.
+    live_inner: Option<Vec<Option<(u64, MapData)>>>,
+}
+
+/// One inner map a generation needs: where it goes and what it holds.
+struct InnerSpec {
+    outer: &'static str,
+    map_type: u32,
+    name: &'static str,
+    keys: Vec<u8>,
+    values: Vec<u8>,
+    key_size: usize,
+    value_size: usize,
+    count: usize,
+    /// Of the keys and values: equal contents, equal hash.
+    hash: u64,
+}
+
+impl InnerSpec {
+    fn of<K: aya::Pod, V: aya::Pod>(
+        outer: &'static str,
+        map_type: u32,
+        entries: &[(K, V)],
+        name: &'static str,
+    ) -> InnerSpec {
+        let keys: Vec<K> = entries.iter().map(|(k, _)| *k).collect();
+        let values: Vec<V> = entries.iter().map(|(_, v)| *v).collect();
+        let (keys, values) = (
+            datapath::as_bytes(&keys).to_vec(),
+            datapath::as_bytes(&values).to_vec(),
+        );
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hasher::write(&mut h, &keys);
+        std::hash::Hasher::write(&mut h, &values);
+        InnerSpec {
+            outer,
+            map_type,
+            name,
+            keys,
+            values,
+            key_size: size_of::<K>(),
+            value_size: size_of::<V>(),
+            count: entries.len(),
+            hash: std::hash::Hasher::finish(&h),
+        }
+    }
+
+    /// A fresh inner map holding the entries.
+    fn build(&self) -> Result<MapData, DatapathError> {
+        let syscall = |call, source| DatapathError::Syscall {
+            call,
+            map: self.outer,
+            source,
+        };
+        // INVARIANT: type, key size, value size and flags equal the inner template in
+        // maps.h, or the kernel refuses the map in the outer slot.
+        let fd: OwnedFd = sys::create_map(
+            self.map_type,
+            self.key_size as u32,
+            self.value_size as u32,
+            (self.count as u32).max(1),
+            sys::BPF_F_NO_PREALLOC,
+            self.name,
+        )
+        .map_err(|e| syscall("BPF_MAP_CREATE", e))?;
+        sys::update_all(
+            fd.as_fd(),
+            &self.keys,
+            &self.values,
+            self.key_size,
+            self.value_size,
+        )
+        .map_err(|e| syscall("BPF_MAP_UPDATE_BATCH", e))?;
+        MapData::from_fd(fd).map_err(|source| DatapathError::Map {
+            map: self.outer,
+            source,
+        })
+    }
 }
 
 fn is_bpffs(path: &Path) -> Result<bool, io::Error> {
@@ -214,6 +294,7 @@ impl Datapath {
         Ok(Datapath {
             ebpf,
             pin_dir: opts.pin_dir.clone(),
+            live_inner: None,
         })
     }
 
@@ -431,61 +512,99 @@ impl Datapath {
         for e in &t.policy {
             shards[datapath::pol_shard(&e.0) as usize].push(*e);
         }
-        let (ipc, pol, eps) = std::thread::scope(|scope| {
-            let ipc = scope.spawn(|| {
-                new_inner(
-                    maps::IPCACHE,
-                    sys::BPF_MAP_TYPE_LPM_TRIE,
-                    &t.ipcache,
-                    "plc_ipc_v2_in",
-                )
-            });
-            let eps = scope.spawn(|| {
-                new_inner(
-                    maps::ENDPOINTS,
-                    sys::BPF_MAP_TYPE_HASH,
-                    &t.endpoints,
-                    "plc_ep_v1_in",
-                )
-            });
-            let pol: Vec<_> = shards
+        // Every inner map of the generation, in a fixed order: ipcache, endpoints, shards.
+        // One whose contents equal the live generation's is that very map again (its
+        // contents are what the new generation needs, so no packet can tell), and only the
+        // others are built and filled: a revision that changes a few entries fills a few
+        // shards.
+        let mut specs: Vec<InnerSpec> = vec![
+            InnerSpec::of(
+                maps::IPCACHE,
+                sys::BPF_MAP_TYPE_LPM_TRIE,
+                &t.ipcache,
+                "plc_ipc_v2_in",
+            ),
+            InnerSpec::of(
+                maps::ENDPOINTS,
+                sys::BPF_MAP_TYPE_HASH,
+                &t.endpoints,
+                "plc_ep_v1_in",
+            ),
+        ];
+        for shard in &shards {
+            specs.push(InnerSpec::of(
+                maps::POLICY,
+                sys::BPF_MAP_TYPE_LPM_TRIE,
+                shard,
+                "plc_pol_v2_in",
+            ));
+        }
+        let mut previous = self.live_inner.take().unwrap_or_default();
+        let mut reused: Vec<Option<MapData>> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| match previous.get_mut(i) {
+                Some(slot @ Some(_)) if slot.as_ref().map(|(h, _)| *h) == Some(spec.hash) => {
+                    slot.take().map(|(_, m)| m)
+                }
+                _ => None,
+            })
+            .collect();
+        drop(previous);
+        let fresh: Vec<Option<Result<MapData, DatapathError>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = specs
                 .iter()
-                .map(|shard| {
-                    scope.spawn(move || {
-                        new_inner(
-                            maps::POLICY,
-                            sys::BPF_MAP_TYPE_LPM_TRIE,
-                            shard,
-                            "plc_pol_v2_in",
-                        )
-                    })
+                .zip(&reused)
+                .map(|(spec, old)| match old {
+                    Some(_) => None,
+                    None => Some(scope.spawn(move || spec.build())),
                 })
                 .collect();
-            let join = |h: std::thread::ScopedJoinHandle<'_, Result<MapData, DatapathError>>,
-                        map: &'static str| {
-                h.join().unwrap_or_else(|_| {
-                    Err(DatapathError::Syscall {
-                        call: "BPF_MAP_UPDATE_BATCH",
-                        map,
-                        source: io::Error::other("the filling thread panicked"),
+            handles
+                .into_iter()
+                .zip(&specs)
+                .map(|(h, spec)| {
+                    h.map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(DatapathError::Syscall {
+                                call: "BPF_MAP_UPDATE_BATCH",
+                                map: spec.outer,
+                                source: io::Error::other("the filling thread panicked"),
+                            })
+                        })
                     })
                 })
-            };
-            let pol: Vec<Result<MapData, DatapathError>> =
-                pol.into_iter().map(|h| join(h, maps::POLICY)).collect();
-            (join(ipc, maps::IPCACHE), pol, join(eps, maps::ENDPOINTS))
+                .collect()
         });
-        let (ipc, eps) = (ipc?, eps?);
-        let pol: Vec<MapData> = pol.into_iter().collect::<Result<_, _>>()?;
+        let mut inner: Vec<(u64, MapData)> = Vec::with_capacity(specs.len());
+        let mut built = 0;
+        for ((spec, old), new) in specs.iter().zip(reused.iter_mut()).zip(fresh) {
+            let map = match (old.take(), new) {
+                (Some(m), _) => m,
+                (None, Some(r)) => {
+                    built += 1;
+                    r?
+                }
+                (None, None) => unreachable!("every inner map is reused or built"),
+            };
+            inner.push((spec.hash, map));
+        }
         mark("inner maps filled");
+        if trace {
+            eprintln!(
+                "swap: {built} of {} inner maps built, the others reused",
+                inner.len()
+            );
+        }
 
-        let mut slots = vec![(maps::IPCACHE, slot, &ipc), (maps::ENDPOINTS, slot, &eps)];
-        for (shard, inner) in pol.iter().enumerate() {
-            slots.push((
-                maps::POLICY,
-                slot * datapath::POL_SHARDS + shard as u32,
-                inner,
-            ));
+        let mut slots = Vec::with_capacity(inner.len());
+        for (i, (spec, (_, map))) in specs.iter().zip(&inner).enumerate() {
+            let at = if spec.outer == maps::POLICY {
+                slot * datapath::POL_SHARDS + (i - 2) as u32
+            } else {
+                slot
+            };
+            slots.push((spec.outer, at, map));
         }
         self.set_slots(&slots)?;
         mark("slots set");
@@ -507,8 +626,9 @@ impl Datapath {
         mark("flipped");
         // Quiesce: returns after a grace period, so no program still runs on the old
         // generation, and its slot may be emptied or replaced.
-        self.set_slots(&[(maps::ENDPOINTS, slot, &eps)])?;
+        self.set_slots(&[(maps::ENDPOINTS, slot, &inner[1].1)])?;
         mark("quiesced");
+        self.live_inner = Some(inner.into_iter().map(Some).collect());
         Ok(Swap {
             generation: next,
             slot,
@@ -764,40 +884,4 @@ fn concurrently<J: Sync>(
             })
             .collect()
     })
-}
-
-/// A fresh inner map of `outer`'s layout holding `entries`.
-fn new_inner<K: aya::Pod, V: aya::Pod>(
-    outer: &'static str,
-    map_type: u32,
-    entries: &[(K, V)],
-    name: &str,
-) -> Result<MapData, DatapathError> {
-    let syscall = |call, source| DatapathError::Syscall {
-        call,
-        map: outer,
-        source,
-    };
-    // INVARIANT: type, key size, value size and flags equal the inner template in maps.h,
-    // or the kernel refuses the map in the outer slot.
-    let fd: OwnedFd = sys::create_map(
-        map_type,
-        size_of::<K>() as u32,
-        size_of::<V>() as u32,
-        (entries.len() as u32).max(1),
-        sys::BPF_F_NO_PREALLOC,
-        name,
-    )
-    .map_err(|e| syscall("BPF_MAP_CREATE", e))?;
-    let keys: Vec<K> = entries.iter().map(|(k, _)| *k).collect();
-    let values: Vec<V> = entries.iter().map(|(_, v)| *v).collect();
-    sys::update_all(
-        fd.as_fd(),
-        datapath::as_bytes(&keys),
-        datapath::as_bytes(&values),
-        size_of::<K>(),
-        size_of::<V>(),
-    )
-    .map_err(|e| syscall("BPF_MAP_UPDATE_BATCH", e))?;
-    MapData::from_fd(fd).map_err(|source| DatapathError::Map { map: outer, source })
 }

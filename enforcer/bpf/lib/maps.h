@@ -79,7 +79,7 @@
 #define PLC_POL_FIXED_BITS 72
 /* The policy map of a generation is split in this many inner maps, by policy and peer, so that
  * policyd fills them in parallel (a swap's cost is mostly filling the LPM tries). */
-#define PLC_POL_SHARDS 4
+#define PLC_POL_SHARDS 16
 #define PLC_POL_KEY_BITS 96
 
 /* Conntrack lifetimes in seconds. */
