@@ -39,7 +39,7 @@ impl Drop for TempTree {
 }
 
 #[allow(unsafe_code)] // installing a signal handler has no safe std API; see SAFETY
-mod signals {
+pub mod signals {
     use std::sync::atomic::{AtomicI32, Ordering};
 
     /// The last termination signal received; 0 for none.
