@@ -3,6 +3,7 @@
 //! a flood during back-to-back swaps (`flood`), with the namespaces, mounts and synthetic
 //! generations they share.
 
+pub mod direct;
 pub mod netns;
 pub mod stats;
 pub mod tables;
