@@ -4,6 +4,7 @@
 //! generations they share.
 
 pub mod direct;
+pub mod flood;
 pub mod netns;
 pub mod stats;
 pub mod tables;
