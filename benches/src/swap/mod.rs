@@ -5,6 +5,7 @@
 
 pub mod direct;
 pub mod flood;
+pub mod gitops;
 pub mod netns;
 pub mod stats;
 pub mod tables;
