@@ -350,9 +350,13 @@ fn flood(
     let max_count = plan.pps.saturating_mul(MAX_FLOOD.as_secs()) as usize;
     let stats_before = loaded.dp.stats().map_err(datapath_error)?;
     let (rcvbuf_before, inerr_before) = udp_errors(&world.server)?;
-    // Drain what an earlier flood left.
+    // Drain what an earlier flood left (its sender has stopped: a socket buffer's worth).
     let mut buf = [0u8; 128];
-    while socks.rx.recv(&mut buf).is_ok() {}
+    for _ in 0..1_000_000 {
+        if socks.rx.recv(&mut buf).is_err() {
+            break;
+        }
+    }
 
     let stop = AtomicBool::new(false);
     let sender_done = AtomicBool::new(false);

@@ -257,7 +257,9 @@ fn measure_size(plan: &GitopsPlan, idx: usize, row: &mut GitopsRow) -> Result<()
             plan.min_available_mb,
         );
         std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
+            // Ends with the tree; the cap only bounds the loop.
+            let cap = Instant::now() + Duration::from_secs(6 * 3600);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < cap {
                 peak.fetch_max(rss_mb(pid), Ordering::Relaxed);
                 if mem_available_mb() < min {
                     fired.store(true, Ordering::Relaxed);
