@@ -42,6 +42,14 @@ static __always_inline void plc_ep_key_of(struct plc_ep_key *k, __u8 family, con
 	__builtin_memcpy(k->addr, addr, 16);
 }
 
+/* The peer's interface when it is a local endpoint on another one (local delivery), else 0. */
+static __always_inline __u32 plc_peer_if(const struct plc_ep_val *peer_ep, const struct __sk_buff *skb)
+{
+	if (peer_ep && peer_ep->ifindex && peer_ep->ifindex != skb->ifindex)
+		return peer_ep->ifindex;
+	return 0;
+}
+
 /*
  * Judges one packet for the endpoint on this interface, in direction `dir`. On a pass towards
  * another local endpoint (egress only), `*deliver` is set to that endpoint's interface.
@@ -55,7 +63,7 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 	struct plc_ct_val *ct = 0;
 	struct plc_ipc_val peer;
 	void *eps, *ipc;
-	__u32 zero = 0, slot;
+	__u32 zero = 0, slot, peer_if = 0;
 	__u32 *live;
 	__u64 now = 0;
 	int r, original = 0, recheck = 0;
@@ -102,14 +110,6 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 		return plc_drop(skb, &c, PLC_DROP_NOT_LOCAL);
 	if (ep->ifindex != skb->ifindex)
 		return plc_drop(skb, &c, PLC_DROP_SPOOFED);
-
-	/* A workload reaching itself (any of its addresses) is always allowed. */
-	plc_ep_key_of(&ek, c.p.family, dir == PLC_DIR_EGRESS ? c.p.daddr : c.p.saddr);
-	peer_ep = bpf_map_lookup_elem(eps, &ek);
-	if (peer_ep && peer_ep->endpoint_id == ep->endpoint_id)
-		return plc_pass_quiet(PLC_PASS_SELF);
-	if (dir == PLC_DIR_EGRESS && peer_ep && peer_ep->ifindex && peer_ep->ifindex != skb->ifindex)
-		*deliver = peer_ep->ifindex;
 
 	/* Fragments: later ones borrow the L4 fields their first fragment recorded. */
 	if (c.p.frag != PLC_FRAG_NONE) {
@@ -163,11 +163,30 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 				ct->expires_ns = expires;
 				if (original && ct->l7_set != PLC_NONE_U16)
 					skb->mark = PLC_MARK_REDIRECT | ((__u32)ct->l7_set << 16);
+				/* Established flows skip the peer lookup: the entry knows where the
+				 * peer lives, as long as the generation did not change. */
+				if (ct->generation == c.generation) {
+					*deliver = ct->deliver;
+				} else {
+					plc_ep_key_of(&ek, c.p.family,
+						      dir == PLC_DIR_EGRESS ? c.p.daddr : c.p.saddr);
+					peer_ep = bpf_map_lookup_elem(eps, &ek);
+					*deliver = plc_peer_if(peer_ep, skb);
+				}
 				return plc_pass_quiet(original ? PLC_PASS_CT_ESTABLISHED
 							       : PLC_PASS_CT_REPLY);
 			}
 		}
 	}
+
+	/* A workload reaching itself (any of its addresses) is always allowed (it never gets a
+	 * conntrack entry, so checking after the conntrack lookup changes no verdict). */
+	plc_ep_key_of(&ek, c.p.family, dir == PLC_DIR_EGRESS ? c.p.daddr : c.p.saddr);
+	peer_ep = bpf_map_lookup_elem(eps, &ek);
+	if (peer_ep && peer_ep->endpoint_id == ep->endpoint_id)
+		return plc_pass_quiet(PLC_PASS_SELF);
+	peer_if = plc_peer_if(peer_ep, skb);
+	*deliver = peer_if;
 
 	ipc = bpf_map_lookup_elem(&plc_ipc_v2, &slot);
 	if (!ipc)
@@ -194,6 +213,7 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 
 			plc_ct_advance(&c.p, 1, &flags, &expires, now);
 			ct->generation = c.generation;
+			ct->deliver = peer_if;
 			ct->rule_id = c.rule_id;
 			ct->l7_set = c.l7_set;
 			ct->flags = flags;
@@ -203,6 +223,7 @@ static __always_inline int plc_handle(struct __sk_buff *skb, const __u8 dir, __u
 
 			__builtin_memset(&nv, 0, sizeof(nv));
 			nv.generation = c.generation;
+			nv.deliver = peer_if;
 			nv.rule_id = c.rule_id;
 			nv.l7_set = c.l7_set;
 			nv.origin = dir;

@@ -260,7 +260,9 @@ pub struct CtVal {
     pub l7_set: u16,
     pub origin: u8,
     pub flags: u8,
-    pub pad: u32,
+    /// The peer's host-side ifindex when it is a local endpoint (local delivery), else 0;
+    /// valid under `generation` only.
+    pub deliver: u32,
 }
 
 /// `struct plc_frag_key`.

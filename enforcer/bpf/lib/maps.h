@@ -209,7 +209,8 @@ struct plc_ct_val {
 	__u16 l7_set;     /* PLC_NONE_U16 unless redirected */
 	__u8 origin;      /* PLC_DIR_* of the packet that opened it */
 	__u8 flags;       /* PLC_CT_F_* */
-	__u32 pad;
+	__u32 deliver;    /* the peer's host-side ifindex when it is a local endpoint on another
+			   * interface (local delivery), else 0; valid under `generation` only */
 };
 _Static_assert(sizeof(struct plc_ct_val) == 24, "plc_ct_val");
 
