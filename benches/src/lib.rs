@@ -9,5 +9,6 @@ pub mod datapath;
 pub mod emit;
 pub mod gen;
 pub mod measure;
+pub mod netns;
 pub mod run;
 pub mod swap;

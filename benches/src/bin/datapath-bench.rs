@@ -4,10 +4,10 @@
 
 use aya::programs::TcAttachType;
 use benches::datapath::load::{self, Load, Paired, Plan, Side};
-use benches::datapath::netns::{in_netns, Bpffs};
 use benches::datapath::policy::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use benches::datapath::policyd;
 use benches::datapath::topo::{self, Sockets, World, DENIED_PROBES};
+use benches::netns::{in_netns, Bpffs};
 use benches::run::{loud, rate, signals};
 use clap::{Parser, ValueEnum};
 use enforcer::datapath::reason;
@@ -186,7 +186,7 @@ fn run(args: &Args) -> Result<(), String> {
         iptables_version()
     );
 
-    let bpffs = Bpffs::mount()?;
+    let bpffs = Bpffs::mount("run")?;
     let twin = World::create("t")?;
     let twin_socks = twin.sockets()?;
     let ctx = Ctx {

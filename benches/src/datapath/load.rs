@@ -2,8 +2,8 @@
 //! program) and the variant, counting what each side's receiver got over the time spent in
 //! that side's own turns, so that both sides of a ratio see the same machine.
 
-use super::netns::Netns;
 use super::topo::{drain, send, tcp_once, Sockets};
+use crate::netns::Netns;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 

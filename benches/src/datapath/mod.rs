@@ -2,7 +2,6 @@
 //! form, the paired load generator and policyd's memory (the binary is `src/bin/datapath-bench.rs`).
 
 pub mod load;
-pub mod netns;
 pub mod policy;
 pub mod policyd;
 pub mod topo;

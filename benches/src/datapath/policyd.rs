@@ -1,9 +1,9 @@
 //! Runs a policyd binary on a node of its own, enforcing the bench's policy for the bench's two
 //! pods, and reads its resident memory once it enforces it.
 
-use super::netns::Netns;
 use super::policy::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP};
 use super::topo::{self, World};
+use crate::netns::Netns;
 use crate::run::{signals, TempTree};
 use enforcer::api::{self, EndpointRegistration, Request};
 use std::net::IpAddr;

@@ -2,10 +2,10 @@
 //! a server pod namespace over veth pairs, the sockets the load runs on, and the checks that
 //! the probed flows pass (and an unlisted port does not, where a policy is installed).
 
-use super::netns::{in_netns, Netns};
 use super::policy::{
     CLIENT_IF, CLIENT_IP, DENIED_UDP_PORT, SERVER_IF, SERVER_IP, TCP_PORT, UDP_PORT,
 };
+use crate::netns::{in_netns, Netns};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};

@@ -3,10 +3,10 @@
 //! generations of N policy entries; and the phase breakdown that `PLC_SWAP_TRACE=1` prints,
 //! taken from a child process (this binary again) so that the trace can be read.
 
-use super::netns::Bpffs;
 use super::stats::Summary;
 use super::tables::{tables, Ifindexes};
 use super::{datapath_error, interrupted};
+use crate::netns::Bpffs;
 use enforcer::{Datapath, LoadOptions};
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -4,9 +4,10 @@
 //! them back to back and once without swaps (this VM's loss baseline), alternating.
 
 use super::direct::Loaded;
-use super::netns::{in_netns, wire_pod, Netns};
 use super::tables::{tables, Ifindexes, CLIENT_IP, SERVER_IP, UDP_PORT};
+use super::wire::wire_pod;
 use super::{datapath_error, interrupted};
+use crate::netns::{in_netns, Netns};
 use enforcer::datapath::{reason, STAT_EVENTS_LOST};
 use std::collections::BTreeMap;
 use std::io::ErrorKind;

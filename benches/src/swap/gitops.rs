@@ -5,10 +5,11 @@
 //! kernel (read from the pinned `plc_live_v1`) and to policyd's `history` showing it applied,
 //! next to policyd's own numbers.
 
-use super::netns::{wire_pod, Bpffs, Netns, TempDir};
 use super::stats::Summary;
+use super::wire::wire_pod;
 use super::{datapath_error, interrupted};
 use crate::gen::{generate, Config};
+use crate::netns::{Bpffs, Netns, TempDir};
 use enforcer::api::{self, EndpointRegistration, Request};
 use enforcer::Datapath;
 use policy_lang::model::WorkloadKind;
@@ -509,13 +510,14 @@ pub fn repoint(link: &Path, target: &Path) -> Result<(), String> {
 /// NetworkPolicy of the first pod's workload, allowing TCP port `BASE_PORT + k` from its
 /// namespace.
 fn revision(base: &Path, dir: &Path, pod: &PodPlan, k: usize) -> Result<(), String> {
-    super::netns::run(
+    crate::netns::run(
         "cp",
         &[
             "-al",
             &base.display().to_string(),
             &dir.display().to_string(),
         ],
+        None,
     )?;
     let mut labels = String::new();
     for (key, value) in &pod.labels {
@@ -639,7 +641,7 @@ mod tests {
 
     #[test]
     fn the_generation_line_gives_the_counts() {
-        let dir = std::env::temp_dir().join(format!("plcs-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("plcb-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let log = dir.join("log");
         std::fs::write(

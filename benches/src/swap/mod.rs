@@ -6,9 +6,9 @@
 pub mod direct;
 pub mod flood;
 pub mod gitops;
-pub mod netns;
 pub mod stats;
 pub mod tables;
+pub mod wire;
 
 use crate::run::signals;
 use std::sync::atomic::Ordering;

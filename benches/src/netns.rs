@@ -1,6 +1,6 @@
-//! Named network namespaces the swap bench creates and deletes (never the root one), threads
-//! that enter one (`setns`), commands run inside one, and private bpffs mounts; every one a
-//! guard that undoes itself on drop. (The same shape as datapath-bench's helpers.)
+//! Named network namespaces the benches create and delete (never the root one), threads
+//! entering one (`setns`), commands run inside one, private bpffs mounts and temp dirs; every
+//! one a guard that undoes itself on drop.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -9,9 +9,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The prefix of every namespace and mount this bench creates: `plcs-PID-…`. A run stopped
-/// by SIGKILL leaves them behind; `ip netns list | grep ^plcs-` finds them.
-pub const PREFIX: &str = "plcs";
+/// The prefix of every namespace, mount and temp dir the benches create: `plcb-PID-…`. A run
+/// stopped by SIGKILL leaves them behind; `ip netns list | grep ^plcb-` finds them.
+pub const PREFIX: &str = "plcb";
 
 /// A command's failure with what it printed.
 pub fn cmd_error(what: &str, out: &std::process::Output) -> String {
@@ -19,15 +19,43 @@ pub fn cmd_error(what: &str, out: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stderr = stderr.trim();
     if !stderr.is_empty() {
+        // A restore that fails prints the offending line; keep the message short.
         let short: String = stderr.chars().take(600).collect();
         msg.push_str(&format!(": {short}"));
     }
     msg
 }
 
-/// Runs `program args…` to completion; an error carries its stderr.
-pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    output(program, args).map(|_| ())
+/// Runs `program args…` to completion (stdin from `input` if given); an error carries stderr.
+pub fn run(program: &str, args: &[&str], input: Option<&[u8]>) -> Result<(), String> {
+    let what = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{what}`: {e}"))?;
+    if let Some(bytes) = input {
+        use std::io::Write;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(bytes)
+                .map_err(|e| format!("`{what}`: cannot write its input: {e}"))?;
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("`{what}`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(cmd_error(&what, &out))
+    }
 }
 
 /// Runs a command and returns its stdout.
@@ -46,19 +74,19 @@ pub fn output(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 /// A named network namespace (`/run/netns/NAME`), deleted on drop: normal end, error, panic,
-/// and Ctrl-C (the bench turns SIGINT into an error, so destructors run).
+/// and the Ctrl-C path (the bench turns SIGINT into an error, so destructors run).
 #[derive(Debug)]
 pub struct Netns {
     name: String,
 }
 
 impl Netns {
-    /// Creates `plcs-PID-tag` with loopback up and IPv6 off (no router solicitations or MLD
-    /// reports in the measurements); fails if the name exists (never reused or adopted).
+    /// Creates `plcb-PID-tag`; fails if the name exists (it is never reused or adopted).
     pub fn create(tag: &str) -> Result<Netns, String> {
         let name = format!("{PREFIX}-{}-{tag}", std::process::id());
-        run("ip", &["netns", "add", &name])?;
+        run("ip", &["netns", "add", &name], None)?;
         let ns = Netns { name };
+        // Loopback up, IPv6 off: no router solicitations or MLD reports in the measurement.
         ns.ip(&["link", "set", "lo", "up"])?;
         ns.sysctl(&[
             "net.ipv6.conf.all.disable_ipv6=1",
@@ -71,16 +99,23 @@ impl Netns {
         &self.name
     }
 
+    /// `ip -n NAME args…`
     /// `/run/netns/NAME`, what `CNI_NETNS` and `EndpointAdd` call a pod's namespace.
     pub fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.name)
     }
 
-    /// `ip -n NAME args…`
     pub fn ip(&self, args: &[&str]) -> Result<(), String> {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
-        run("ip", &all)
+        run("ip", &all, None)
+    }
+
+    /// `ip netns exec NAME program args…`, with `input` on its stdin.
+    pub fn exec(&self, program: &str, args: &[&str], input: Option<&[u8]>) -> Result<(), String> {
+        let mut all = vec!["netns", "exec", self.name.as_str(), program];
+        all.extend_from_slice(args);
+        run("ip", &all, input)
     }
 
     /// `ip netns exec NAME program args…`, returning stdout.
@@ -94,7 +129,7 @@ impl Netns {
     pub fn sysctl(&self, settings: &[&str]) -> Result<(), String> {
         let mut args = vec!["-q", "-w"];
         args.extend_from_slice(settings);
-        self.exec_output("sysctl", &args).map(|_| ())
+        self.exec("sysctl", &args, None)
     }
 
     /// The interface index of `ifname` inside the namespace.
@@ -110,10 +145,10 @@ impl Netns {
     }
 
     /// Moves the calling thread into this namespace. Only that thread moves: sockets it
-    /// creates from then on belong to the namespace; the rest of the process stays where it
-    /// was. Call it on threads made for the purpose ([`in_netns`], the flood's threads).
+    /// creates from then on belong to the namespace, and the rest of the process stays where
+    /// it was. Call it on threads made for the purpose ([`in_netns`], the load generator).
     pub fn enter(&self) -> Result<(), String> {
-        let path = self.path();
+        let path = Path::new("/run/netns").join(&self.name);
         let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         setns_net(&file).map_err(|e| format!("setns into `{}`: {e}", self.name))
     }
@@ -121,7 +156,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Err(e) = run("ip", &["netns", "del", &self.name]) {
+        if let Err(e) = run("ip", &["netns", "del", &self.name], None) {
             eprintln!("warning: cannot delete network namespace: {e}");
         }
     }
@@ -155,56 +190,22 @@ pub fn in_netns<T: Send>(
     })
 }
 
-/// A veth pair made inside `node` whose other end goes straight into `pod` as `eth0` with
-/// `ip/32`, an on-link default route, and on the node a host route and proxy ARP: the
-/// Calico-like wiring of a pod (nothing ever appears in the root namespace). The node end
-/// goes when either namespace is deleted.
-pub fn wire_pod(
-    node: &Netns,
-    pod: &Netns,
-    host_if: &str,
-    ip: std::net::Ipv4Addr,
-) -> Result<(), String> {
-    let addr = format!("{ip}/32");
-    node.ip(&[
-        "link",
-        "add",
-        host_if,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        pod.name(),
-    ])?;
-    pod.ip(&["addr", "add", &addr, "dev", "eth0"])?;
-    pod.ip(&["link", "set", "eth0", "up"])?;
-    pod.ip(&["route", "add", "default", "dev", "eth0", "scope", "link"])?;
-    node.sysctl(&[
-        &format!("net.ipv4.conf.{host_if}.proxy_arp=1"),
-        &format!("net.ipv4.neigh.{host_if}.proxy_delay=0"),
-    ])?;
-    node.ip(&["link", "set", host_if, "up"])?;
-    node.ip(&["route", "add", &addr, "dev", host_if])?;
-    Ok(())
-}
-
-/// A bpffs mounted on a fresh directory under the temp dir, for one part's pins only;
+/// A bpffs mounted on a fresh directory under the temp dir, for this run's pins only;
 /// unmounted and removed on drop (as the enforcer tests do).
 pub struct Bpffs {
     path: PathBuf,
 }
 
 impl Bpffs {
+    /// A bpffs at `plcb-PID-bpffs-TAG` under the temp dir.
     pub fn mount(tag: &str) -> Result<Bpffs, String> {
         let path =
-            std::env::temp_dir().join(format!("{PREFIX}-{}-{tag}-bpffs", std::process::id()));
+            std::env::temp_dir().join(format!("{PREFIX}-{}-bpffs-{tag}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Err(e) = mount_bpffs(&path) {
             let _ = std::fs::remove_dir(&path);
             return Err(format!(
-                "cannot mount a bpffs at {} ({e}): the swap bench needs root",
+                "cannot mount a bpffs at {} ({e}): the benches need root",
                 path.display()
             ));
         }
@@ -218,7 +219,7 @@ impl Bpffs {
 
 impl Drop for Bpffs {
     fn drop(&mut self) {
-        // Pins (maps, policyd's links) live in subdirectories; unpinning is unlinking.
+        // Pins of every run's datapath live in subdirectories; unpinning is unlinking.
         let _ = remove_pins(&self.path);
         if let Err(e) = umount(&self.path) {
             eprintln!("warning: cannot unmount {}: {e}", self.path.display());
