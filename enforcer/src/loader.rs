@@ -302,6 +302,20 @@ impl Datapath {
         &self.pin_dir
     }
 
+    fn classifier_mut(
+        &mut self,
+        name: &'static str,
+    ) -> Result<&mut SchedClassifier, DatapathError> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::Missing(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program {
+                program: name,
+                source,
+            })
+    }
+
     /// One of the endpoint programs ([`programs::FROM_EP`], [`programs::TO_EP`]).
     pub fn program(&self, name: &'static str) -> Result<&SchedClassifier, DatapathError> {
         self.ebpf
@@ -325,15 +339,7 @@ impl Datapath {
             (programs::FROM_EP, TcAttachType::Ingress),
             (programs::TO_EP, TcAttachType::Egress),
         ] {
-            let prog: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::Missing(name))?
-                .try_into()
-                .map_err(|source| DatapathError::Program {
-                    program: name,
-                    source,
-                })?;
+            let prog = self.classifier_mut(name)?;
             prog.attach(ifname, at)
                 .map_err(|source| DatapathError::Attach {
                     program: name,
@@ -366,15 +372,7 @@ impl Datapath {
             (programs::TO_EP, TcAttachType::Egress, "to_ep"),
         ] {
             let path = links_dir.join(format!("{ifname}_{suffix}"));
-            let prog: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::Missing(name))?
-                .try_into()
-                .map_err(|source| DatapathError::Program {
-                    program: name,
-                    source,
-                })?;
+            let prog = self.classifier_mut(name)?;
             let attach_err = |source| DatapathError::Attach {
                 program: name,
                 interface: ifname.to_owned(),

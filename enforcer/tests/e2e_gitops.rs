@@ -255,6 +255,37 @@ impl Prober {
     }
 }
 
+impl Prober {
+    /// Every pair's first probe after `t` against model `m`; disagreements go to `problems`.
+    fn check_now(&self, m: &Model, t: Instant, what: &str, problems: &mut Vec<String>) {
+        for s in self.first_after(t, 12) {
+            if s.through != allowed(m, s.pair.0, s.pair.1) {
+                problems.push(format!(
+                    "{what}: {} -> {} probed {}, the revision says {}",
+                    APPS[s.pair.0],
+                    APPS[s.pair.1],
+                    s.through,
+                    allowed(m, s.pair.0, s.pair.1)
+                ));
+            }
+        }
+    }
+
+    /// A revision applied at `now` after `old` was applied at `from`: the window between
+    /// switches at most once per pair, and every pair then agrees with `new`.
+    fn check_revision(
+        &self,
+        from: Instant,
+        now: Instant,
+        (old, new): (&Model, &Model),
+        what: &str,
+        problems: &mut Vec<String>,
+    ) {
+        problems.extend(check_window(&self.samples(), from, now, old, new));
+        self.check_now(new, now, what, problems);
+    }
+}
+
 impl Drop for Prober {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -413,20 +444,7 @@ fn git_sync_revisions_swap_atomically_under_a_probe_loop() {
     let mut applied_at = wait_applied(&node, &first);
     let prober = Prober::start(&pods);
     let mut problems = Vec::new();
-    let check_now = |m: &Model, t: Instant, what: &str, problems: &mut Vec<String>| {
-        for s in prober.first_after(t, 12) {
-            if s.through != allowed(m, s.pair.0, s.pair.1) {
-                problems.push(format!(
-                    "{what}: {} -> {} probed {}, the revision says {}",
-                    APPS[s.pair.0],
-                    APPS[s.pair.1],
-                    s.through,
-                    allowed(m, s.pair.0, s.pair.1)
-                ));
-            }
-        }
-    };
-    check_now(&revisions[0], applied_at, "revision 0", &mut problems);
+    prober.check_now(&revisions[0], applied_at, "revision 0", &mut problems);
 
     let mut in_force = revisions[0].clone();
     for (k, m) in revisions.iter().enumerate().skip(1) {
@@ -464,7 +482,7 @@ fn git_sync_revisions_swap_atomically_under_a_probe_loop() {
                 human.contains("rejected:") && human.contains(code),
                 "{human}"
             );
-            check_now(
+            prober.check_now(
                 &in_force,
                 t,
                 &format!("after broken commit {k}"),
@@ -475,14 +493,13 @@ fn git_sync_revisions_swap_atomically_under_a_probe_loop() {
         let commit = repo.commit(&files(m), &format!("revision {k}"));
         repo.sync(&commit, &link);
         let now = wait_applied(&node, &commit);
-        problems.extend(check_window(
-            &prober.samples(),
+        prober.check_revision(
             applied_at,
             now,
-            &in_force,
-            m,
-        ));
-        check_now(m, now, &format!("revision {k}"), &mut problems);
+            (&in_force, m),
+            &format!("revision {k}"),
+            &mut problems,
+        );
         let tree = std::fs::canonicalize(&link).expect("link");
         matrix_agrees(&tree, m);
         in_force = m.clone();
@@ -570,18 +587,13 @@ fn policyd_fetches_a_branch_itself_with_git() {
         }
         let commit = repo.commit(&files(m), &format!("revision {k}"));
         let now = wait_applied(&node, &commit);
-        problems.extend(check_window(
-            &prober.samples(),
+        prober.check_revision(
             applied_at,
             now,
-            &in_force,
-            m,
-        ));
-        for s in prober.first_after(now, 12) {
-            if s.through != allowed(m, s.pair.0, s.pair.1) {
-                problems.push(format!("revision {k}: {:?} probed {}", s.pair, s.through));
-            }
-        }
+            (&in_force, m),
+            &format!("revision {k}"),
+            &mut problems,
+        );
         in_force = m.clone();
         applied_at = now;
     }
@@ -611,18 +623,13 @@ fn sigkill_during_swaps_converges_without_a_mix_or_allow_all() {
         std::thread::sleep(Duration::from_millis(200));
         node.start_policyd();
         let now = wait_applied(&node, &commit);
-        problems.extend(check_window(
-            &prober.samples(),
+        prober.check_revision(
             applied_at,
             now,
-            &in_force,
-            m,
-        ));
-        for s in prober.first_after(now, 12) {
-            if s.through != allowed(m, s.pair.0, s.pair.1) {
-                problems.push(format!("revision {k}: {:?} probed {}", s.pair, s.through));
-            }
-        }
+            (&in_force, m),
+            &format!("revision {k}"),
+            &mut problems,
+        );
         in_force = m.clone();
         applied_at = now;
     }

@@ -5,7 +5,7 @@
 use super::policy::{
     CLIENT_IF, CLIENT_IP, DENIED_UDP_PORT, SERVER_IF, SERVER_IP, TCP_PORT, UDP_PORT,
 };
-use crate::netns::{in_netns, Netns};
+use crate::netns::{in_netns, wire_pod, Netns};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -29,38 +29,10 @@ impl World {
             client: Netns::create(&format!("{tag}c"))?,
             server: Netns::create(&format!("{tag}s"))?,
         };
-        world.wire(&world.client, CLIENT_IF, CLIENT_IP)?;
-        world.wire(&world.server, SERVER_IF, SERVER_IP)?;
+        wire_pod(&world.node, &world.client, CLIENT_IF, CLIENT_IP)?;
+        wire_pod(&world.node, &world.server, SERVER_IF, SERVER_IP)?;
         world.node.sysctl(&["net.ipv4.ip_forward=1"])?;
         Ok(world)
-    }
-
-    fn wire(&self, pod: &Netns, host_if: &str, ip: std::net::Ipv4Addr) -> Result<(), String> {
-        let addr = format!("{ip}/32");
-        // Created inside the node namespace, peer moved straight into the pod's: nothing
-        // ever appears in the root namespace.
-        self.node.ip(&[
-            "link",
-            "add",
-            host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            pod.name(),
-        ])?;
-        pod.ip(&["addr", "add", &addr, "dev", "eth0"])?;
-        pod.ip(&["link", "set", "eth0", "up"])?;
-        pod.ip(&["route", "add", "default", "dev", "eth0", "scope", "link"])?;
-        self.node.sysctl(&[
-            &format!("net.ipv4.conf.{host_if}.proxy_arp=1"),
-            &format!("net.ipv4.neigh.{host_if}.proxy_delay=0"),
-        ])?;
-        self.node.ip(&["link", "set", host_if, "up"])?;
-        self.node.ip(&["route", "add", &addr, "dev", host_if])?;
-        Ok(())
     }
 
     /// The sockets the load generator uses on this world.

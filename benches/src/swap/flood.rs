@@ -5,9 +5,8 @@
 
 use super::direct::Loaded;
 use super::tables::{tables, Ifindexes, CLIENT_IP, SERVER_IP, UDP_PORT};
-use super::wire::wire_pod;
 use super::{datapath_error, interrupted};
-use crate::netns::{in_netns, Netns};
+use crate::netns::{in_netns, wire_pod, Netns};
 use enforcer::datapath::{reason, STAT_EVENTS_LOST};
 use std::collections::BTreeMap;
 use std::io::ErrorKind;

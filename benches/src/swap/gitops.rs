@@ -6,10 +6,9 @@
 //! next to policyd's own numbers.
 
 use super::stats::Summary;
-use super::wire::wire_pod;
 use super::{datapath_error, interrupted};
 use crate::gen::{generate, Config};
-use crate::netns::{Bpffs, Netns, TempDir};
+use crate::netns::{wire_pod, Bpffs, Netns, TempDir};
 use enforcer::api::{self, EndpointRegistration, Request};
 use enforcer::Datapath;
 use policy_lang::model::WorkloadKind;

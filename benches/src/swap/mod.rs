@@ -8,7 +8,6 @@ pub mod flood;
 pub mod gitops;
 pub mod stats;
 pub mod tables;
-pub mod wire;
 
 use crate::run::signals;
 use std::sync::atomic::Ordering;
