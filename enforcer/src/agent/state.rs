@@ -18,8 +18,7 @@ use policy_lang::model::Tree;
 use policy_lang::{Checked, LocatedDiagnostic};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -788,18 +787,6 @@ impl Agent {
                 .map(|(code, n)| (datapath::reason::name(*code).to_owned(), *n))
                 .collect(),
         })
-    }
-
-    pub fn pin_dir(&self) -> &Path {
-        self.dp.pin_dir()
-    }
-
-    /// The addresses the node's endpoints hold, by endpoint key (for tests and status).
-    pub fn addresses(&self) -> Vec<IpAddr> {
-        self.endpoints
-            .values()
-            .flat_map(|e| e.stored.registration.ips.iter().copied())
-            .collect()
     }
 }
 
