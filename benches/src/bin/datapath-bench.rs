@@ -8,7 +8,7 @@ use benches::datapath::policy::{self, CLIENT_IF, CLIENT_IP, SERVER_IF, SERVER_IP
 use benches::datapath::policyd;
 use benches::datapath::topo::{self, Sockets, World, DENIED_PROBES};
 use benches::netns::{in_netns, Bpffs};
-use benches::run::{loud, rate, signals};
+use benches::run::{is_root, kernel, loud, rate, signals};
 use clap::{Parser, ValueEnum};
 use enforcer::datapath::reason;
 use enforcer::{Datapath, GenerationSpec, LoadOptions};
@@ -681,28 +681,11 @@ fn policyd_memory(args: &Args, ctx: &Ctx, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".to_owned())
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "?".to_owned())
 }
 
 fn iptables_version() -> String {

@@ -2,7 +2,7 @@
 //! for trees of 100 to 50,000 policies, the generation swap itself at 10 to 100,000 map
 //! entries, and datagrams lost under a flood during 100 back-to-back swaps; one table.
 
-use benches::run::{loud, signals};
+use benches::run::{is_root, kernel, loud, signals};
 use benches::swap::direct::{self, Phases, SwapRow};
 use benches::swap::flood::{self, FloodPlan, FloodRun};
 use benches::swap::gitops::{self, mem_available_mb, GitopsPlan, GitopsRow};
@@ -471,23 +471,6 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }
 
 fn loadavg() -> String {
