@@ -140,6 +140,25 @@ pub fn loud(lines: &[String]) {
     println!("{BANNER}");
 }
 
+/// Whether this process runs as root (effective uid 0), as the datapath benches need.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The running kernel's release, for the benches' headers.
+pub fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,23 +180,4 @@ mod tests {
         drop(t);
         assert!(!path.exists());
     }
-}
-
-/// Whether this process runs as root (effective uid 0), as the datapath benches need.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// The running kernel's release, for the benches' headers.
-pub fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "?".to_owned())
 }
