@@ -14,7 +14,7 @@ pub mod maps {
     pub const IPCACHE: &str = "plc_ipc_v2";
     pub const POLICY: &str = "plc_pol_v2";
     pub const ENDPOINTS: &str = "plc_ep_v1";
-    pub const CONNTRACK: &str = "plc_ct_v1";
+    pub const CONNTRACK: &str = "plc_ct_v2";
     pub const FRAGMENTS: &str = "plc_frag_v1";
     pub const EVENTS: &str = "plc_evt_v1";
     pub const STATS: &str = "plc_stat_v1";
@@ -263,6 +263,9 @@ pub struct CtVal {
     /// The peer's host-side ifindex when it is a local endpoint (local delivery), else 0;
     /// valid under `generation` only.
     pub deliver: u32,
+    /// That peer pod's own MAC, all zero when unknown.
+    pub deliver_mac: [u8; 6],
+    pub pad: [u8; 2],
 }
 
 /// `struct plc_frag_key`.
@@ -341,7 +344,7 @@ const _: () = {
     assert!(size_of::<EpKey>() == 20);
     assert!(size_of::<EpVal>() == 20);
     assert!(size_of::<CtKey>() == 40);
-    assert!(size_of::<CtVal>() == 24);
+    assert!(size_of::<CtVal>() == 32);
     assert!(size_of::<FragKey>() == 40);
     assert!(size_of::<FragVal>() == 8);
     assert!(size_of::<Event>() == 88);

@@ -95,6 +95,36 @@ fn json(out: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The pod's host-side veth, as the plugin's ADD result names it (the interface without a
+/// sandbox).
+fn host_veth(pod: &Pod) -> String {
+    pod.result["interfaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i.get("sandbox").is_none()))
+        .and_then(|i| i["name"].as_str())
+        .unwrap_or_else(|| panic!("no host interface in {}", pod.result))
+        .to_string()
+}
+
+/// A packet counter of `link` in namespace `netns` (`ip netns exec` mounts that namespace's
+/// /sys).
+fn link_packets(netns: &str, link: &str, counter: &str) -> u64 {
+    let path = format!("/sys/class/net/{link}/statistics/{counter}");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "cat", &path])
+        .output()
+        .expect("run ip netns exec");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| {
+            panic!(
+                "{path} in {netns}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
 fn text(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -150,6 +180,9 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
     });
     conn.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
+    let server_veth = host_veth(&server);
+    let veth_sent = link_packets(&node.netns, &server_veth, "tx_packets");
+    let pod_received = link_packets(&server.netns, "eth0", "rx_packets");
     for i in 0..20u8 {
         let msg = [b'a' + i; 100];
         conn.write_all(&msg).expect("write");
@@ -157,6 +190,14 @@ fn pods_wired_by_the_plugin_get_exactly_the_tree_s_connectivity() {
         conn.read_exact(&mut back).expect("the server's reply");
         assert_eq!(back, msg);
     }
+    // Local delivery: the client's packets went straight into the server's namespace, never
+    // out through the server's host-side veth (the server's ingress was judged on the way).
+    let veth_sent = link_packets(&node.netns, &server_veth, "tx_packets") - veth_sent;
+    let pod_received = link_packets(&server.netns, "eth0", "rx_packets") - pod_received;
+    assert!(
+        pod_received >= 20 && veth_sent < 5,
+        "server's eth0 received {pod_received}, its host-side veth {server_veth} sent {veth_sent}"
+    );
 
     // The drop of the denied connection is an event that names the deny rule.
     node.settle();

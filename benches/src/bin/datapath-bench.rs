@@ -71,7 +71,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Variant {
     /// The project's eBPF datapath (`enforcer::Datapath`) on both host-side veths, with
-    /// local delivery (a packet for another local endpoint goes straight to its veth).
+    /// local delivery (a packet for another local endpoint goes straight into its namespace).
     Ebpf,
     /// The same without local delivery: packets take the node's IP stack between the veths.
     EbpfRouted,

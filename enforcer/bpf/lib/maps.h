@@ -187,7 +187,7 @@ struct plc_ep_val {
 _Static_assert(sizeof(struct plc_ep_val) == 20, "plc_ep_val");
 
 /*
- * plc_ct_v1 key: a connection as seen from one endpoint (its address and port first), so
+ * plc_ct_v2 key: a connection as seen from one endpoint (its address and port first), so
  * the two endpoints of a pod-to-pod flow on one node keep separate entries and each side
  * judges its own direction.
  */
@@ -211,8 +211,11 @@ struct plc_ct_val {
 	__u8 flags;       /* PLC_CT_F_* */
 	__u32 deliver;    /* the peer's host-side ifindex when it is a local endpoint on another
 			   * interface (local delivery), else 0; valid under `generation` only */
+	__u8 deliver_mac[6]; /* that peer pod's own MAC, all zero when unknown (the packet then
+			      * takes the peer's veth instead of going straight into its netns) */
+	__u8 pad[2];
 };
-_Static_assert(sizeof(struct plc_ct_val) == 24, "plc_ct_val");
+_Static_assert(sizeof(struct plc_ct_val) == 32, "plc_ct_val");
 
 /* plc_frag_v1 key: one fragmented datagram. */
 struct plc_frag_key {
@@ -350,7 +353,7 @@ struct {
 } plc_ep_v1 SEC(".maps");
 
 /*
- * plc_ct_v1: LRU_HASH struct plc_ct_key -> struct plc_ct_val, 65536 entries by default
+ * plc_ct_v2: LRU_HASH struct plc_ct_key -> struct plc_ct_val, 65536 entries by default
  * (policyd may resize at load). Writer: the datapath (allowed packets create entries);
  * policyd only reads and flushes. Not per generation: a connection outlives a revision, and
  * its entry records the generation that allowed it so that the next revision re-checks it.
@@ -361,7 +364,7 @@ struct {
 	__type(key, struct plc_ct_key);
 	__type(value, struct plc_ct_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} plc_ct_v1 SEC(".maps");
+} plc_ct_v2 SEC(".maps");
 
 /*
  * plc_frag_v1: LRU_HASH struct plc_frag_key -> struct plc_frag_val, 8192 entries. Writer:

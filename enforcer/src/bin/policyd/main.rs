@@ -146,7 +146,8 @@ struct RunArgs {
     established: Established,
 
     /// Local delivery: a packet between two endpoints of this node goes from the sender's
-    /// veth straight to the receiver's (`on`), or through the node's IP stack (`off`).
+    /// veth straight into the receiver's namespace, both sides judged on the way (`on`), or
+    /// through the node's IP stack (`off`).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     local_delivery: String,
 
