@@ -37,16 +37,19 @@ pub struct CompileArgs {
 
 /// Runs `policyc compile` and returns the exit status.
 pub fn run(args: &CompileArgs, color: ColorChoice) -> u8 {
+    let t = compiler::timing::Phase::start();
     let loaded = match tree::load(&args.paths, color, None) {
         Ok(l) => l,
         Err(code) => return code,
     };
+    t.lap("check + compile");
     let bundle = &loaded.compiled.bundle;
     let written = if args.output == Path::new("-") {
         write_stdout(bundle)
     } else {
         write_file(&args.output, bundle)
     };
+    t.lap("write");
     if let Err(e) = written {
         log(format_args!(
             "error: cannot write `{}`: {e}",
