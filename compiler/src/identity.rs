@@ -107,14 +107,35 @@ pub struct IdentityTable {
 impl IdentityTable {
     /// A table for exactly these label sets, numbered in their sorted order.
     pub fn deterministic<'a>(sets: impl IntoIterator<Item = &'a LabelSet>) -> IdentityTable {
-        let mut table = IdentityTable::default();
-        let mut sorted: Vec<&LabelSet> = sets.into_iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        for set in sorted {
-            table.allocate(set);
+        let sets: Vec<&LabelSet> = sets.into_iter().collect();
+        IdentityTable::deterministic_for(&sets).0
+    }
+
+    /// [`IdentityTable::deterministic`] for `sets`, with the identity of each set in order.
+    /// One sort of the sets gives both: no lookup by label set afterwards.
+    pub fn deterministic_for<L: std::borrow::Borrow<LabelSet>>(
+        sets: &[L],
+    ) -> (IdentityTable, Vec<Identity>) {
+        let mut order: Vec<usize> = (0..sets.len()).collect();
+        order.sort_unstable_by(|a, b| sets[*a].borrow().cmp(sets[*b].borrow()));
+        let mut ids = vec![Identity(0); sets.len()];
+        let mut distinct: Vec<(LabelSet, Identity)> = Vec::new();
+        let mut next = Identity::FIRST_WORKLOAD;
+        for (at, i) in order.iter().enumerate() {
+            let set = sets[*i].borrow();
+            if at == 0 || sets[order[at - 1]].borrow() != set {
+                distinct.push((set.clone(), Identity(next)));
+                next += 1;
+            }
+            ids[*i] = Identity(next - 1);
         }
-        table
+        // Sorted input: the map and the set are built without comparisons of their own.
+        let table = IdentityTable {
+            used: distinct.iter().map(|(_, id)| id.0).collect(),
+            free_from: if distinct.is_empty() { 0 } else { next },
+            by_labels: distinct.into_iter().collect(),
+        };
+        (table, ids)
     }
 
     /// The identity of a label set, allocating the lowest free number for a new one.
@@ -176,6 +197,21 @@ mod tests {
 
     fn set(app: &str) -> LabelSet {
         [("app".to_owned(), app.to_owned())].into()
+    }
+
+    #[test]
+    fn deterministic_numbers_follow_label_order_and_match_allocation() {
+        let sets = [set("c"), set("a"), set("c"), set("b")];
+        let (t, ids) = IdentityTable::deterministic_for(&sets);
+        assert_eq!(
+            ids,
+            [Identity(258), Identity(256), Identity(258), Identity(257)]
+        );
+        let mut allocated = IdentityTable::default();
+        for s in [set("a"), set("b"), set("c")] {
+            allocated.allocate(&s);
+        }
+        assert_eq!(t, allocated);
     }
 
     #[test]

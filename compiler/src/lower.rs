@@ -36,30 +36,34 @@ pub fn compile(
     identities: Option<IdentityTable>,
     options: Options,
 ) -> Compiled {
+    let t = crate::timing::Phase::start();
     let inventory = Inventory::from_tree(tree);
+    t.lap("inventory");
     let rules = ir::normalize(tree, sources);
+    t.lap("normalize");
     let labels: Vec<LabelSet> = inventory
         .workloads
         .iter()
         .map(|w| inventory.cilium_labels(w))
         .collect();
-    let identities = match identities {
+    let (identities, workload_identity) = match identities {
         Some(mut t) => {
-            for l in &labels {
-                t.allocate(l);
-            }
-            t
+            let ids = labels.iter().map(|l| t.allocate(l)).collect();
+            (t, ids)
         }
-        None => IdentityTable::deterministic(labels.iter()),
+        None => IdentityTable::deterministic_for(&labels),
     };
+    t.lap("identities");
     let mut state = Lowering::new(
         &inventory,
         labels,
-        &identities,
+        workload_identity,
         &rules,
         TreeCounts::of(tree),
     );
+    t.lap("lowering state");
     let bundle = state.run(&inventory, &rules, options);
+    t.lap("run");
     Compiled {
         bundle,
         rules,
@@ -242,20 +246,30 @@ impl Lowering {
     fn new(
         inventory: &Inventory,
         labels: Vec<LabelSet>,
-        identities: &IdentityTable,
+        workload_identity: Vec<Identity>,
         rules: &[Rule],
         tree_counts: TreeCounts,
     ) -> Self {
-        let workload_identity: Vec<Identity> = labels
+        // Workloads by identity; sorted, so that the maps below are built in one pass.
+        let mut by_identity: Vec<(Identity, usize)> = workload_identity
             .iter()
-            .map(|l| identities.get(l).unwrap_or(Identity::WORLD))
+            .enumerate()
+            .map(|(i, id)| (*id, i))
             .collect();
-        let mut identity_labels = BTreeMap::new();
+        by_identity.sort_unstable();
         let mut identity_workloads: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
-        for (i, (l, id)) in labels.into_iter().zip(&workload_identity).enumerate() {
-            identity_labels.insert(*id, l);
-            identity_workloads.entry(*id).or_default().push(i);
+        let mut labels: Vec<Option<LabelSet>> = labels.into_iter().map(Some).collect();
+        let mut identity_labels: Vec<(Identity, LabelSet)> = Vec::new();
+        for group in by_identity.chunk_by(|a, b| a.0 == b.0) {
+            let id = group[0].0;
+            // Workloads of one identity have the same labels: keep the first's.
+            if let Some(l) = labels.get_mut(group[0].1).and_then(Option::take) {
+                identity_labels.push((id, l));
+            }
+            identity_workloads.insert(id, group.iter().map(|(_, w)| *w).collect());
         }
+        drop(labels);
+        let identity_labels: BTreeMap<Identity, LabelSet> = identity_labels.into_iter().collect();
         let mut label_index: HashMap<String, HashMap<String, Vec<Identity>>> = HashMap::new();
         for (id, l) in &identity_labels {
             for (k, v) in l.iter() {
@@ -293,13 +307,15 @@ impl Lowering {
                 (n.name.clone(), labels)
             })
             .collect();
-        let mut identity_namespace = BTreeMap::new();
-        for (id, l) in &identity_labels {
-            let ns = l.get(policy_lang::selector::NAMESPACE_LABEL);
-            if let Some(i) = namespaces.iter().position(|(n, _)| Some(n) == ns) {
-                identity_namespace.insert(*id, i as u32);
-            }
-        }
+        // Namespaces come sorted by name (from the inventory's map).
+        let identity_namespace = identity_labels
+            .iter()
+            .filter_map(|(id, l)| {
+                let ns = l.get(policy_lang::selector::NAMESPACE_LABEL)?;
+                let i = namespaces.binary_search_by(|(n, _)| n.cmp(ns)).ok()?;
+                Some((*id, i as u32))
+            })
+            .collect();
         let cidr_identities = prefixes
             .into_iter()
             .enumerate()
@@ -530,9 +546,9 @@ impl Lowering {
         &mut self,
         inventory: &Inventory,
         rule: &Rule,
-        subjects: &[Identity],
+        selects: bool,
     ) -> Vec<Identity> {
-        let mut peers: Vec<Identity> = if subjects.is_empty() {
+        let mut peers: Vec<Identity> = if !selects {
             Vec::new()
         } else {
             rule.peers
@@ -624,17 +640,33 @@ impl Lowering {
     }
 
     fn run(&mut self, inventory: &Inventory, rules: &[Rule], options: Options) -> Bundle {
+        let t = crate::timing::Phase::start();
         self.warm_selector_cache(rules);
+        t.lap("  selector cache");
         // Per rule: its peer keys (once), and the rules that select each subject identity.
         self.rule_peers = Vec::with_capacity(rules.len());
+        // Rule lists by position in `keys` (millions of pushes: no map lookup for each).
+        let keys: Vec<Identity> = self.identity_labels.keys().copied().collect();
+        let mut lists: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+        let empty = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
-            let subjects = self.select(&rule.subject);
-            let peers = self.rule_peer_keys(inventory, rule, &subjects);
-            self.rule_peers.push(peers);
+            // The cache holds every subject selector now.
+            let subjects = self.selector_cache.get(&rule.subject).unwrap_or(&empty);
             for s in subjects {
-                self.per_identity.entry(s).or_default().push(ri);
+                if let Ok(at) = keys.binary_search(s) {
+                    lists[at].push(ri);
+                }
             }
+            let selects = !subjects.is_empty();
+            let peers = self.rule_peer_keys(inventory, rule, selects);
+            self.rule_peers.push(peers);
         }
+        self.per_identity = keys
+            .into_iter()
+            .zip(lists)
+            .filter(|(_, l)| !l.is_empty())
+            .collect();
+        t.lap("  rule peers");
         // Endpoints that the same rules select, with the same named ports, get identical
         // entries: they share one policy table (the datapath keys tables by policy id).
         // For each distinct policy: a workload it is computed for, and the rules.
@@ -665,10 +697,14 @@ impl Lowering {
                 named_ports: named,
             });
         }
+        t.lap("  endpoints");
         let mut policies = Vec::new();
         let mut l7 = Vec::new();
         self.compute_policies(inventory, rules, &distinct, &mut policies, &mut l7);
-        self.finish(inventory, rules, options, endpoints, policies, l7)
+        t.lap("  policies");
+        let b = self.finish(inventory, rules, options, endpoints, policies, l7);
+        t.lap("  finish");
+        b
     }
 
     fn update<'a>(
@@ -858,7 +894,7 @@ impl Lowering {
         let mut new_subjects = Vec::with_capacity(rules.len() - first_new);
         for rule in &rules[first_new..] {
             let subjects = self.select(&rule.subject);
-            let peers = self.rule_peer_keys(inventory, rule, &subjects);
+            let peers = self.rule_peer_keys(inventory, rule, !subjects.is_empty());
             self.rule_peers.push(peers);
             affected.extend(subjects.iter().copied());
             new_subjects.push(subjects);
@@ -1068,19 +1104,35 @@ impl Lowering {
         // Within one peer the longest prefix decides: fold what each covering key says into
         // the keys it covers, so that the longest match alone gives the union's answer (a
         // covering deny denies, a covering plain allow allows, L7 rules add up).
-        for (key, range) in &groups {
-            let mut says: Vec<(u32, Says)> = contributions[range.clone()]
-                .iter()
-                .map(|(_, r, s)| (*r, *s))
-                .collect();
-            for cover in covering_keys(key) {
-                if let Ok(g) = groups.binary_search_by(|(k, _)| k.cmp(&cover)) {
-                    says.extend(
-                        contributions[groups[g].1.clone()]
-                            .iter()
-                            .map(|(_, r, s)| (*r, *s)),
-                    );
-                }
+        // Scratch buffers, reused from key to key.
+        let mut says: Vec<(u32, Says)> = Vec::new();
+        let mut order: Vec<(bool, u32)> = Vec::new();
+        // The groups of the current (direction, peer): covering keys can only lie there.
+        let mut run = 0..0;
+        for (gi, (key, range)) in groups.iter().enumerate() {
+            if gi >= run.end {
+                let same = |k: &EntryKey| (k.direction, k.peer) == (key.direction, key.peer);
+                let len = groups[gi..].iter().take_while(|(k, _)| same(k)).count();
+                run = gi..gi + len;
+            }
+            says.clear();
+            says.extend(
+                contributions[range.clone()]
+                    .iter()
+                    .map(|(_, r, s)| (*r, *s)),
+            );
+            // A key alone on its peer has nothing covering it.
+            if run.len() > 1 {
+                let peer_groups = &groups[run.start..gi];
+                for_each_covering_key(key, |cover| {
+                    if let Ok(g) = peer_groups.binary_search_by(|(k, _)| k.cmp(&cover)) {
+                        says.extend(
+                            contributions[peer_groups[g].1.clone()]
+                                .iter()
+                                .map(|(_, r, s)| (*r, *s)),
+                        );
+                    }
+                });
             }
             let verdict = if says.iter().any(|(_, s)| *s == Says::Deny) {
                 EntryVerdict::Deny
@@ -1128,11 +1180,22 @@ impl Lowering {
                 EntryVerdict::Allow => *s == Says::Allow,
                 EntryVerdict::Redirect(_) => matches!(s, Says::L7(..)),
             };
-            let mut rules: Vec<(bool, u32)> = says.iter().map(|(r, s)| (!decided(s), *r)).collect();
-            rules.sort_unstable();
-            let mut rules: Vec<u32> = rules.into_iter().map(|(_, r)| r).collect();
-            let mut seen = std::collections::HashSet::new();
-            rules.retain(|r| seen.insert(*r));
+            order.clear();
+            order.extend(says.iter().map(|(r, s)| (!decided(s), *r)));
+            order.sort_unstable();
+            order.dedup();
+            // Each rule once, where it first appears: a rule that decided is not listed again
+            // among the others.
+            let first_other = order.partition_point(|(other, _)| !*other);
+            let (deciding, others) = order.split_at(first_other);
+            let mut rules: Vec<u32> = Vec::with_capacity(order.len());
+            rules.extend(deciding.iter().map(|(_, r)| *r));
+            rules.extend(
+                others
+                    .iter()
+                    .map(|(_, r)| *r)
+                    .filter(|r| deciding.binary_search(&(false, *r)).is_err()),
+            );
             policy.entries.push(Entry {
                 key: *key,
                 verdict,
@@ -1270,18 +1333,22 @@ fn same_lowering(a: &Rule, b: &Rule) -> bool {
             .all(|((l4a, l7a), (l4b, l7b))| l4a == l4b && same_l7(l7a, l7b))
 }
 
-/// The keys whose prefix covers `key` on the same peer: shorter port prefixes of the same
-/// protocol, and the any-protocol entry.
-fn covering_keys(key: &EntryKey) -> Vec<EntryKey> {
-    let mut out = Vec::new();
+/// Calls `f` with each key whose prefix covers `key` on the same peer:
+/// the any-protocol entry, then shorter port prefixes of the same protocol.
+fn for_each_covering_key(key: &EntryKey, mut f: impl FnMut(EntryKey)) {
     if key.protocol != proto::ANY {
+        f(EntryKey {
+            protocol: proto::ANY,
+            port: PortPrefix::ALL,
+            ..*key
+        });
         for len in 0..key.port.prefix_len {
             let mask: u16 = if len == 0 {
                 0
             } else {
                 u16::MAX << (16 - u32::from(len))
             };
-            out.push(EntryKey {
+            f(EntryKey {
                 port: PortPrefix {
                     port: key.port.port & mask,
                     prefix_len: len,
@@ -1289,13 +1356,7 @@ fn covering_keys(key: &EntryKey) -> Vec<EntryKey> {
                 ..*key
             });
         }
-        out.push(EntryKey {
-            protocol: proto::ANY,
-            port: PortPrefix::ALL,
-            ..*key
-        });
     }
-    out
 }
 
 fn named_ports_of(w: &crate::inventory::Workload) -> Vec<bundle::NamedPort> {
