@@ -83,13 +83,15 @@ impl Inventory {
         let mut by_key: BTreeMap<(String, String, WorkloadKind), Workload> = BTreeMap::new();
         // Controllers first, so that owned Pods find them.
         let mut sorted: Vec<&policy_lang::model::Workload> = tree.workloads.iter().collect();
-        sorted.sort_by_key(|w| {
+        // Borrowed keys: a key function would clone two strings per comparison.
+        fn key(w: &policy_lang::model::Workload) -> (bool, &str, &str) {
             (
                 w.kind == WorkloadKind::Pod,
-                w.meta.namespace.value.clone(),
-                w.meta.name.value.clone(),
+                &w.meta.namespace.value,
+                &w.meta.name.value,
             )
-        });
+        }
+        sorted.sort_by(|a, b| key(a).cmp(&key(b)));
         for w in sorted {
             let ns = w.meta.namespace.value.clone();
             let owner = w

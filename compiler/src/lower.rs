@@ -37,23 +37,30 @@ pub fn compile(
     options: Options,
 ) -> Compiled {
     let t = crate::timing::Phase::start();
-    let inventory = Inventory::from_tree(tree);
-    t.lap("inventory");
-    let rules = ir::normalize(tree, sources);
-    t.lap("normalize");
-    let labels: Vec<LabelSet> = inventory
-        .workloads
-        .iter()
-        .map(|w| inventory.cilium_labels(w))
-        .collect();
-    let (identities, workload_identity) = match identities {
-        Some(mut t) => {
-            let ids = labels.iter().map(|l| t.allocate(l)).collect();
-            (t, ids)
-        }
-        None => IdentityTable::deterministic_for(&labels),
-    };
-    t.lap("identities");
+    // Rules and workloads are independent: normalize on another core meanwhile.
+    let (inventory, labels, (identities, workload_identity), rules) = std::thread::scope(|s| {
+        let rules = s.spawn(|| ir::normalize(tree, sources));
+        let inventory = Inventory::from_tree(tree);
+        t.lap("inventory");
+        let labels: Vec<LabelSet> = inventory
+            .workloads
+            .iter()
+            .map(|w| inventory.cilium_labels(w))
+            .collect();
+        let numbered = match identities {
+            Some(mut t) => {
+                let ids = labels.iter().map(|l| t.allocate(l)).collect();
+                (t, ids)
+            }
+            None => IdentityTable::deterministic_for(&labels),
+        };
+        t.lap("identities");
+        let rules = rules
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        t.lap("normalize (rest)");
+        (inventory, labels, numbered, rules)
+    });
     let mut state = Lowering::new(
         &inventory,
         labels,
@@ -214,6 +221,41 @@ struct Lowering {
     /// Per rule: false once its policy changed.
     alive: Vec<bool>,
     tree_counts: TreeCounts,
+}
+
+/// The position of each of a sorted list of identities, in O(1) when they are dense (workload
+/// identities are numbered from 256 on), by binary search otherwise.
+struct DensePositions<'a> {
+    keys: &'a [Identity],
+    first: u32,
+    /// Position + 1 of identity `first + i`; 0 for none. Empty when the keys are sparse.
+    table: Vec<u32>,
+}
+
+impl<'a> DensePositions<'a> {
+    fn new(keys: &'a [Identity]) -> Self {
+        let (first, last) = match (keys.first(), keys.last()) {
+            (Some(f), Some(l)) => (f.0, l.0),
+            _ => (0, 0),
+        };
+        let span = (last - first) as usize + 1;
+        let mut table = Vec::new();
+        if !keys.is_empty() && span <= 4 * keys.len() && keys.len() < u32::MAX as usize {
+            table = vec![0; span];
+            for (i, k) in keys.iter().enumerate() {
+                table[(k.0 - first) as usize] = i as u32 + 1;
+            }
+        }
+        DensePositions { keys, first, table }
+    }
+
+    fn get(&self, id: Identity) -> Option<usize> {
+        if self.table.is_empty() {
+            return self.keys.binary_search(&id).ok();
+        }
+        let at = *self.table.get(id.0.checked_sub(self.first)? as usize)?;
+        at.checked_sub(1).map(|p| p as usize)
+    }
 }
 
 /// First local identity of DNS-name selectors (CIDR identities count up from 2^24).
@@ -402,40 +444,50 @@ impl Lowering {
         }
     }
 
-    /// The workload identities a selector selects.
+    /// The workload identities a selector selects, ascending.
     fn compute_selection(&self, sel: &EndpointSelector) -> Vec<Identity> {
-        let ids: Vec<Identity> = if sel.impossible {
-            Vec::new()
-        } else {
-            // The shortest candidate list an `In` requirement with one value allows.
-            let mut best: Option<&Vec<Identity>> = None;
-            let empty = Vec::new();
-            for r in &sel.reqs {
-                if r.op == policy_lang::model::Operator::In && r.values.len() == 1 {
-                    let list = self
-                        .label_index
-                        .get(r.key.as_str())
-                        .and_then(|values| values.get(r.values[0].as_str()))
-                        .unwrap_or(&empty);
-                    if best.is_none_or(|b| list.len() < b.len()) {
-                        best = Some(list);
-                    }
-                }
+        if sel.impossible {
+            return Vec::new();
+        }
+        // `key In [value]` requirements are answered by the label index: intersect their
+        // lists (sorted by identity), shortest first; check the other requirements on labels.
+        let mut lists: Vec<&[Identity]> = Vec::new();
+        for r in &sel.reqs {
+            if let Some(v) = r.single_value() {
+                let list = self
+                    .label_index
+                    .get(r.key.as_str())
+                    .and_then(|values| values.get(v))
+                    .map_or(&[][..], Vec::as_slice);
+                lists.push(list);
             }
-            match best {
-                Some(list) => list
-                    .iter()
-                    .copied()
-                    .filter(|id| self.identity_labels.get(id).is_some_and(|l| sel.matches(l)))
-                    .collect(),
-                None => self
-                    .identity_labels
-                    .iter()
-                    .filter(|(_, l)| sel.matches(l))
-                    .map(|(id, _)| *id)
-                    .collect(),
-            }
+        }
+        let rest = || sel.reqs.iter().filter(|r| r.single_value().is_none());
+        let labels_match = |id: &Identity| {
+            self.identity_labels
+                .get(id)
+                .is_some_and(|l| rest().all(|r| r.matches(l)))
         };
+        if lists.is_empty() {
+            return self
+                .identity_labels
+                .iter()
+                .filter(|(_, l)| sel.matches(l))
+                .map(|(id, _)| *id)
+                .collect();
+        }
+        lists.sort_by_key(|l| l.len());
+        let (first, others) = lists
+            .split_first()
+            .map_or((&[][..], &[][..]), |(f, o)| (*f, o));
+        let mut ids: Vec<Identity> = first
+            .iter()
+            .copied()
+            .filter(|id| others.iter().all(|o| o.binary_search(id).is_ok()))
+            .collect();
+        if rest().next().is_some() {
+            ids.retain(labels_match);
+        }
         ids
     }
 
@@ -645,19 +697,34 @@ impl Lowering {
         t.lap("  selector cache");
         // Per rule: its peer keys (once), and the rules that select each subject identity.
         self.rule_peers = Vec::with_capacity(rules.len());
-        // Rule lists by position in `keys` (millions of pushes: no map lookup for each).
+        // Rule lists by position in `keys`: millions of (rule, subject) pairs, so no map
+        // lookup for each, and every list allocated once at its final length.
         let keys: Vec<Identity> = self.identity_labels.keys().copied().collect();
-        let mut lists: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+        let position = DensePositions::new(&keys);
         let empty = Vec::new();
+        let subjects_of = |rule: &Rule| self.selector_cache.get(&rule.subject).unwrap_or(&empty);
+        let mut counts = vec![0usize; keys.len()];
+        for rule in rules {
+            for s in subjects_of(rule) {
+                if let Some(at) = position.get(*s) {
+                    counts[at] += 1;
+                }
+            }
+        }
+        let mut lists: Vec<Vec<usize>> = counts.iter().map(|n| Vec::with_capacity(*n)).collect();
+        drop(counts);
+        let mut selects = Vec::with_capacity(rules.len());
         for (ri, rule) in rules.iter().enumerate() {
             // The cache holds every subject selector now.
-            let subjects = self.selector_cache.get(&rule.subject).unwrap_or(&empty);
+            let subjects = subjects_of(rule);
             for s in subjects {
-                if let Ok(at) = keys.binary_search(s) {
+                if let Some(at) = position.get(*s) {
                     lists[at].push(ri);
                 }
             }
-            let selects = !subjects.is_empty();
+            selects.push(!subjects.is_empty());
+        }
+        for (rule, selects) in rules.iter().zip(selects) {
             let peers = self.rule_peer_keys(inventory, rule, selects);
             self.rule_peers.push(peers);
         }
@@ -671,31 +738,51 @@ impl Lowering {
         // entries: they share one policy table (the datapath keys tables by policy id).
         // For each distinct policy: a workload it is computed for, and the rules.
         let mut distinct: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut endpoints: Vec<bundle::Endpoint> = inventory
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(wi, w)| {
+                let mut ips = w.ips.clone();
+                ips.sort();
+                bundle::Endpoint {
+                    name: w.full_name(),
+                    identity: self.workload_identity[wi],
+                    ips,
+                    policy: 0,
+                    named_ports: named_ports_of(w),
+                }
+            })
+            .collect();
+        // Tables by borrowed (rules, named ports) first: one key clone per table, not one per
+        // endpoint.
+        let mut table_of = Vec::with_capacity(endpoints.len());
+        {
+            let mut tables: HashMap<(&[usize], &[bundle::NamedPort]), u32> = HashMap::new();
+            for (wi, ep) in endpoints.iter().enumerate() {
+                let applicable = self
+                    .per_identity
+                    .get(&ep.identity)
+                    .map_or(&[][..], Vec::as_slice);
+                let next = distinct.len() as u32;
+                let table = *tables
+                    .entry((applicable, &ep.named_ports))
+                    .or_insert_with(|| {
+                        distinct.push((wi, applicable.to_vec()));
+                        next
+                    });
+                table_of.push(table);
+            }
+        }
         // Room for as many tables as endpoints: updates rarely make it grow (and rehash).
         self.policy_ids.reserve(inventory.workloads.len());
-        let mut endpoints = Vec::with_capacity(inventory.workloads.len());
-        let empty = Vec::new();
-        for (wi, w) in inventory.workloads.iter().enumerate() {
-            let id = self.workload_identity[wi];
-            let named = named_ports_of(w);
-            let applicable = self.per_identity.get(&id).unwrap_or(&empty);
-            let next = distinct.len() as u32;
-            let policy = *self
-                .policy_ids
-                .entry((applicable.clone(), named.clone()))
-                .or_insert_with(|| {
-                    distinct.push((wi, applicable.clone()));
-                    next
-                });
-            let mut ips = w.ips.clone();
-            ips.sort();
-            endpoints.push(bundle::Endpoint {
-                name: w.full_name(),
-                identity: id,
-                ips,
-                policy,
-                named_ports: named,
-            });
+        for (table, (wi, applicable)) in distinct.iter().enumerate() {
+            let named = endpoints[*wi].named_ports.clone();
+            self.policy_ids
+                .insert((applicable.clone(), named), table as u32);
+        }
+        for (ep, table) in endpoints.iter_mut().zip(table_of) {
+            ep.policy = table;
         }
         t.lap("  endpoints");
         let mut policies = Vec::new();
