@@ -433,11 +433,17 @@ impl Lowering {
                 }
             }
         }
-        selectors.sort();
-        selectors.dedup();
-        selectors.retain(|sel| !self.selector_cache.contains_key(*sel));
+        let t = crate::timing::Phase::start();
+        // Deduplicated by hash, not sorted: comparing selectors compares their strings, and
+        // the order of the work does not matter (results go into a map).
+        let mut seen: std::collections::HashSet<&EndpointSelector> =
+            std::collections::HashSet::with_capacity(selectors.len());
+        selectors.retain(|sel| !self.selector_cache.contains_key(*sel) && seen.insert(*sel));
+        drop(seen);
+        t.lap("    selectors deduplicated");
         let this = &*self;
         let results = policy_lang::parallel::map(&selectors, |_, sel| this.compute_selection(sel));
+        t.lap("    selections");
         self.selector_cache.reserve(selectors.len());
         for (sel, ids) in selectors.into_iter().zip(results) {
             self.selector_cache.insert(sel.clone(), ids);
