@@ -127,9 +127,15 @@ fn a_fifo_is_written_in_place() {
     let run = policyc(&["compile", TREE, "-o", &fifo]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let read = reader.join().unwrap_or_else(|_| panic!("reader panicked"));
-    assert_eq!(read, policyc(&["compile", TREE, "-o", "-"]).stdout.as_bytes());
+    assert_eq!(
+        read,
+        policyc(&["compile", TREE, "-o", "-"]).stdout.as_bytes()
+    );
     let kind = std::fs::symlink_metadata(&fifo).map(|m| m.file_type());
-    assert!(kind.is_ok_and(|k| k.is_fifo()), "{fifo} is no longer a FIFO");
+    assert!(
+        kind.is_ok_and(|k| k.is_fifo()),
+        "{fifo} is no longer a FIFO"
+    );
 }
 
 #[test]
