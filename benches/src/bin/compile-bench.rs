@@ -687,6 +687,10 @@ fn exit_text(run: &ChildRun) -> String {
 }
 
 fn child_compile(policyc: &Path, dir: &Path) -> Result<ChildRun, String> {
+    // The child is spawned with vfork, and exec records the parent's peak RSS as the child's
+    // starting maxrss: hand cached memory back and reset our peak, so that ru_maxrss is the
+    // child's own (plus the few MB this process holds between rounds), not B's or C's.
+    mem_begin(reset_peak());
     let run = run_child(
         Command::new(policyc)
             .arg("compile")
