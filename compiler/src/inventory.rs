@@ -107,11 +107,7 @@ impl Inventory {
                 ),
                 _ => (w.meta.name.value.clone(), w.kind),
             };
-            let labels: BTreeMap<String, String> = w
-                .pod_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect();
+            // Built only for a new workload; owned Pods add ports and IPs to their owner.
             let entry = by_key
                 .entry((ns.clone(), name.clone(), kind))
                 .or_insert_with(|| Workload {
@@ -119,7 +115,11 @@ impl Inventory {
                     namespace: ns.clone(),
                     name,
                     kind,
-                    labels: labels.clone(),
+                    labels: w
+                        .pod_labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.value.clone()))
+                        .collect(),
                     ports: Vec::new(),
                     ips: Vec::new(),
                     service_account: w
@@ -138,13 +138,16 @@ impl Inventory {
                     entry.ips.push(*ip);
                 }
             }
-            namespaces
-                .entry(ns.clone())
-                .or_insert_with(|| NamespaceInfo {
-                    name: ns.clone(),
-                    labels: [(selector::NAMESPACE_NAME_LABEL.to_owned(), ns.clone())].into(),
-                    declared: false,
-                });
+            if !namespaces.contains_key(&ns) {
+                namespaces.insert(
+                    ns.clone(),
+                    NamespaceInfo {
+                        name: ns.clone(),
+                        labels: [(selector::NAMESPACE_NAME_LABEL.to_owned(), ns)].into(),
+                        declared: false,
+                    },
+                );
+            }
         }
         let mut workloads: Vec<Workload> = by_key.into_values().collect();
         for (i, w) in workloads.iter_mut().enumerate() {

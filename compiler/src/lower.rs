@@ -43,11 +43,12 @@ pub fn compile(
         let rules = s.spawn(|| ir::normalize(tree, sources));
         let inventory = Inventory::from_tree(tree);
         t.lap("inventory");
-        let labels: Vec<Arc<LabelSet>> = inventory
-            .workloads
-            .iter()
-            .map(|w| Arc::new(inventory.cilium_labels(w)))
-            .collect();
+        // On every core (normalize is short and done by now).
+        let labels: Vec<Arc<LabelSet>> =
+            policy_lang::parallel::map(&inventory.workloads, |_, w| {
+                Arc::new(inventory.cilium_labels(w))
+            });
+        t.lap("labels");
         let numbered = match identities {
             Some(mut t) => {
                 let ids = labels.iter().map(|l| t.allocate_shared(l)).collect();
