@@ -12,7 +12,11 @@ use crate::ir::{self, EndpointSelector, Peer, PortMatch, Rule, L4, L7};
 use crate::ports::{range_to_prefixes, PortPrefix};
 use policy_lang::model::{Entity, FqdnMatch, IcmpFamily, Policy, PolicyKind, Protocol, Tree};
 use policy_lang::SourceMap;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+// foldhash for the lowering's maps (keys are selectors, strings and rule lists, hashed
+// millions of times): several times cheaper than SipHash. Nothing iterates these maps into
+// the bundle, so their order never shows.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Everything a compile produces besides the bundle: the inputs lowering resolved, for
@@ -451,8 +455,7 @@ impl Lowering {
         let t = crate::timing::Phase::start();
         // Deduplicated by hash, not sorted: comparing selectors compares their strings, and
         // the order of the work does not matter (results go into a map).
-        let mut seen: std::collections::HashSet<&EndpointSelector> =
-            std::collections::HashSet::with_capacity(selectors.len());
+        let mut seen: HashSet<&EndpointSelector> = HashSet::with_capacity(selectors.len());
         selectors.retain(|sel| !self.selector_cache.contains_key(*sel) && seen.insert(*sel));
         drop(seen);
         t.lap("    selectors deduplicated");
