@@ -229,9 +229,18 @@ pub enum BundleError {
 impl Bundle {
     /// The serialised form (compact JSON; deterministic because every collection is sorted).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec(self).unwrap_or_default();
-        out.push(b'\n');
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail, and the bundle's data always serialises.
+        let _ = self.write_to(&mut out);
         out
+    }
+
+    /// Writes the bytes of [`Bundle::to_bytes`] to `out` as they are produced, without holding
+    /// them all (a large bundle is hundreds of MB). Give it a buffered writer: serde_json
+    /// writes in small pieces.
+    pub fn write_to(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut out, self)?;
+        out.write_all(b"\n")
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Bundle, BundleError> {

@@ -83,13 +83,15 @@ impl Inventory {
         let mut by_key: BTreeMap<(String, String, WorkloadKind), Workload> = BTreeMap::new();
         // Controllers first, so that owned Pods find them.
         let mut sorted: Vec<&policy_lang::model::Workload> = tree.workloads.iter().collect();
-        sorted.sort_by_key(|w| {
+        // Borrowed keys: a key function would clone two strings per comparison.
+        fn key(w: &policy_lang::model::Workload) -> (bool, &str, &str) {
             (
                 w.kind == WorkloadKind::Pod,
-                w.meta.namespace.value.clone(),
-                w.meta.name.value.clone(),
+                &w.meta.namespace.value,
+                &w.meta.name.value,
             )
-        });
+        }
+        sorted.sort_by(|a, b| key(a).cmp(&key(b)));
         for w in sorted {
             let ns = w.meta.namespace.value.clone();
             let owner = w
@@ -105,11 +107,7 @@ impl Inventory {
                 ),
                 _ => (w.meta.name.value.clone(), w.kind),
             };
-            let labels: BTreeMap<String, String> = w
-                .pod_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect();
+            // Built only for a new workload; owned Pods add ports and IPs to their owner.
             let entry = by_key
                 .entry((ns.clone(), name.clone(), kind))
                 .or_insert_with(|| Workload {
@@ -117,7 +115,11 @@ impl Inventory {
                     namespace: ns.clone(),
                     name,
                     kind,
-                    labels: labels.clone(),
+                    labels: w
+                        .pod_labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.value.clone()))
+                        .collect(),
                     ports: Vec::new(),
                     ips: Vec::new(),
                     service_account: w
@@ -136,13 +138,16 @@ impl Inventory {
                     entry.ips.push(*ip);
                 }
             }
-            namespaces
-                .entry(ns.clone())
-                .or_insert_with(|| NamespaceInfo {
-                    name: ns.clone(),
-                    labels: [(selector::NAMESPACE_NAME_LABEL.to_owned(), ns.clone())].into(),
-                    declared: false,
-                });
+            if !namespaces.contains_key(&ns) {
+                namespaces.insert(
+                    ns.clone(),
+                    NamespaceInfo {
+                        name: ns.clone(),
+                        labels: [(selector::NAMESPACE_NAME_LABEL.to_owned(), ns)].into(),
+                        declared: false,
+                    },
+                );
+            }
         }
         let mut workloads: Vec<Workload> = by_key.into_values().collect();
         for (i, w) in workloads.iter_mut().enumerate() {

@@ -13,6 +13,26 @@ pub struct LabelReq {
     pub values: Vec<String>,
 }
 
+impl LabelReq {
+    pub fn matches(&self, labels: &crate::identity::LabelSet) -> bool {
+        let v = labels.get(&self.key);
+        match self.op {
+            Operator::In => v.is_some_and(|v| self.values.contains(v)),
+            Operator::NotIn => !v.is_some_and(|v| self.values.contains(v)),
+            Operator::Exists => v.is_some(),
+            Operator::DoesNotExist => v.is_none(),
+        }
+    }
+
+    /// `key In [value]`: what the lowering's label index answers without looking at labels.
+    pub fn single_value(&self) -> Option<&str> {
+        match (self.op, self.values.as_slice()) {
+            (Operator::In, [v]) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 /// A conjunction of requirements: selects workload identities. Sorted, so equal selectors
 /// compare equal and the selector cache shares them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,16 +109,7 @@ impl EndpointSelector {
 
     /// Whether an identity's labels satisfy every requirement.
     pub fn matches(&self, labels: &crate::identity::LabelSet) -> bool {
-        !self.impossible
-            && self.reqs.iter().all(|r| {
-                let v = labels.get(&r.key);
-                match r.op {
-                    Operator::In => v.is_some_and(|v| r.values.contains(v)),
-                    Operator::NotIn => !v.is_some_and(|v| r.values.contains(v)),
-                    Operator::Exists => v.is_some(),
-                    Operator::DoesNotExist => v.is_none(),
-                }
-            })
+        !self.impossible && self.reqs.iter().all(|r| r.matches(labels))
     }
 }
 

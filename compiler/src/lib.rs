@@ -14,3 +14,4 @@ pub mod lower;
 pub mod matrix;
 pub mod ports;
 pub mod reference;
+pub mod timing;

@@ -12,7 +12,12 @@ use crate::ir::{self, EndpointSelector, Peer, PortMatch, Rule, L4, L7};
 use crate::ports::{range_to_prefixes, PortPrefix};
 use policy_lang::model::{Entity, FqdnMatch, IcmpFamily, Policy, PolicyKind, Protocol, Tree};
 use policy_lang::SourceMap;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+// foldhash for the lowering's maps (keys are selectors, strings and rule lists, hashed
+// millions of times): several times cheaper than SipHash. Nothing iterates these maps into
+// the bundle, so their order never shows.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Everything a compile produces besides the bundle: the inputs lowering resolved, for
 /// `trace` and the enforcer, and the lowering state that [`Compiled::update_policies`] reuses.
@@ -36,30 +41,42 @@ pub fn compile(
     identities: Option<IdentityTable>,
     options: Options,
 ) -> Compiled {
-    let inventory = Inventory::from_tree(tree);
-    let rules = ir::normalize(tree, sources);
-    let labels: Vec<LabelSet> = inventory
-        .workloads
-        .iter()
-        .map(|w| inventory.cilium_labels(w))
-        .collect();
-    let identities = match identities {
-        Some(mut t) => {
-            for l in &labels {
-                t.allocate(l);
+    let t = crate::timing::Phase::start();
+    // Rules and workloads are independent: normalize on another core meanwhile.
+    let (inventory, labels, (identities, workload_identity), rules) = std::thread::scope(|s| {
+        let rules = s.spawn(|| ir::normalize(tree, sources));
+        let inventory = Inventory::from_tree(tree);
+        t.lap("inventory");
+        // On every core (normalize is short and done by now).
+        let labels: Vec<Arc<LabelSet>> =
+            policy_lang::parallel::map(&inventory.workloads, |_, w| {
+                Arc::new(inventory.cilium_labels(w))
+            });
+        t.lap("labels");
+        let numbered = match identities {
+            Some(mut t) => {
+                let ids = labels.iter().map(|l| t.allocate_shared(l)).collect();
+                (t, ids)
             }
-            t
-        }
-        None => IdentityTable::deterministic(labels.iter()),
-    };
+            None => IdentityTable::deterministic_for(&labels),
+        };
+        t.lap("identities");
+        let rules = rules
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        t.lap("normalize (rest)");
+        (inventory, labels, numbered, rules)
+    });
     let mut state = Lowering::new(
         &inventory,
         labels,
-        &identities,
+        workload_identity,
         &rules,
         TreeCounts::of(tree),
     );
+    t.lap("lowering state");
     let bundle = state.run(&inventory, &rules, options);
+    t.lap("run");
     Compiled {
         bundle,
         rules,
@@ -183,13 +200,15 @@ struct Lowering {
     /// Identity of each workload (by inventory index).
     workload_identity: Vec<Identity>,
     /// Labels of each workload identity.
-    identity_labels: BTreeMap<Identity, LabelSet>,
+    identity_labels: BTreeMap<Identity, Arc<LabelSet>>,
     /// Workload indexes of each identity.
     identity_workloads: BTreeMap<Identity, Vec<usize>>,
     /// The identities all of whose workloads have pod IPs (only they can lie in an ipBlock).
     addressed_identities: BTreeMap<Identity, Vec<usize>>,
     /// The pod IPs of those identities, sorted, to find the ones inside a prefix.
     addressed_ips: Vec<(std::net::IpAddr, Identity)>,
+    /// The bundle's entries for the workload identities, made early; taken by `finish`.
+    workload_infos: Vec<IdentityInfo>,
     /// key → value → identities carrying that label, to prune selector matching.
     label_index: HashMap<String, HashMap<String, Vec<Identity>>>,
     cidr_identities: BTreeMap<ipnet::IpNet, Identity>,
@@ -210,6 +229,41 @@ struct Lowering {
     /// Per rule: false once its policy changed.
     alive: Vec<bool>,
     tree_counts: TreeCounts,
+}
+
+/// The position of each of a sorted list of identities, in O(1) when they are dense (workload
+/// identities are numbered from 256 on), by binary search otherwise.
+struct DensePositions<'a> {
+    keys: &'a [Identity],
+    first: u32,
+    /// Position + 1 of identity `first + i`; 0 for none. Empty when the keys are sparse.
+    table: Vec<u32>,
+}
+
+impl<'a> DensePositions<'a> {
+    fn new(keys: &'a [Identity]) -> Self {
+        let (first, last) = match (keys.first(), keys.last()) {
+            (Some(f), Some(l)) => (f.0, l.0),
+            _ => (0, 0),
+        };
+        let span = (last - first) as usize + 1;
+        let mut table = Vec::new();
+        if !keys.is_empty() && span <= 4 * keys.len() && keys.len() < u32::MAX as usize {
+            table = vec![0; span];
+            for (i, k) in keys.iter().enumerate() {
+                table[(k.0 - first) as usize] = i as u32 + 1;
+            }
+        }
+        DensePositions { keys, first, table }
+    }
+
+    fn get(&self, id: Identity) -> Option<usize> {
+        if self.table.is_empty() {
+            return self.keys.binary_search(&id).ok();
+        }
+        let at = *self.table.get(id.0.checked_sub(self.first)? as usize)?;
+        at.checked_sub(1).map(|p| p as usize)
+    }
 }
 
 /// First local identity of DNS-name selectors (CIDR identities count up from 2^24).
@@ -241,36 +295,56 @@ fn local_peers<'r>(
 impl Lowering {
     fn new(
         inventory: &Inventory,
-        labels: Vec<LabelSet>,
-        identities: &IdentityTable,
+        labels: Vec<Arc<LabelSet>>,
+        workload_identity: Vec<Identity>,
         rules: &[Rule],
         tree_counts: TreeCounts,
     ) -> Self {
-        let workload_identity: Vec<Identity> = labels
+        // Workloads by identity; sorted, so that the maps below are built in one pass.
+        let mut by_identity: Vec<(Identity, usize)> = workload_identity
             .iter()
-            .map(|l| identities.get(l).unwrap_or(Identity::WORLD))
+            .enumerate()
+            .map(|(i, id)| (*id, i))
             .collect();
-        let mut identity_labels = BTreeMap::new();
+        by_identity.sort_unstable();
         let mut identity_workloads: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
-        for (i, (l, id)) in labels.into_iter().zip(&workload_identity).enumerate() {
-            identity_labels.insert(*id, l);
-            identity_workloads.entry(*id).or_default().push(i);
+        let mut labels: Vec<Option<Arc<LabelSet>>> = labels.into_iter().map(Some).collect();
+        let mut identity_labels: Vec<(Identity, Arc<LabelSet>)> = Vec::new();
+        for group in by_identity.chunk_by(|a, b| a.0 == b.0) {
+            let id = group[0].0;
+            // Workloads of one identity have the same labels: keep the first's.
+            if let Some(l) = labels.get_mut(group[0].1).and_then(Option::take) {
+                identity_labels.push((id, l));
+            }
+            identity_workloads.insert(id, group.iter().map(|(_, w)| *w).collect());
         }
-        let mut label_index: HashMap<String, HashMap<String, Vec<Identity>>> = HashMap::new();
-        for (id, l) in &identity_labels {
-            for (k, v) in l.iter() {
-                let values = match label_index.get_mut(k.as_str()) {
-                    Some(values) => values,
-                    None => label_index.entry(k.clone()).or_default(),
-                };
-                match values.get_mut(v.as_str()) {
-                    Some(ids) => ids.push(*id),
-                    None => {
-                        values.insert(v.clone(), vec![*id]);
+        drop(labels);
+        let identity_labels: BTreeMap<Identity, Arc<LabelSet>> =
+            identity_labels.into_iter().collect();
+        // The bundle's copy of every label set (a few hundred ms at 50,000 workloads) is made
+        // on another core while this one indexes them.
+        let (label_index, workload_infos) = std::thread::scope(|scope| {
+            let infos = scope.spawn(|| workload_infos(&identity_labels));
+            let mut label_index: HashMap<String, HashMap<String, Vec<Identity>>> = HashMap::new();
+            for (id, l) in &identity_labels {
+                for (k, v) in l.iter() {
+                    let values = match label_index.get_mut(k.as_str()) {
+                        Some(values) => values,
+                        None => label_index.entry(k.clone()).or_default(),
+                    };
+                    match values.get_mut(v.as_str()) {
+                        Some(ids) => ids.push(*id),
+                        None => {
+                            values.insert(v.clone(), vec![*id]);
+                        }
                     }
                 }
             }
-        }
+            let infos = infos
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (label_index, infos)
+        });
         let (prefixes, fqdns) = local_peers(rules);
         let namespaces: Vec<(String, LabelSet)> = inventory
             .namespaces
@@ -293,13 +367,15 @@ impl Lowering {
                 (n.name.clone(), labels)
             })
             .collect();
-        let mut identity_namespace = BTreeMap::new();
-        for (id, l) in &identity_labels {
-            let ns = l.get(policy_lang::selector::NAMESPACE_LABEL);
-            if let Some(i) = namespaces.iter().position(|(n, _)| Some(n) == ns) {
-                identity_namespace.insert(*id, i as u32);
-            }
-        }
+        // Namespaces come sorted by name (from the inventory's map).
+        let identity_namespace = identity_labels
+            .iter()
+            .filter_map(|(id, l)| {
+                let ns = l.get(policy_lang::selector::NAMESPACE_LABEL)?;
+                let i = namespaces.binary_search_by(|(n, _)| n.cmp(ns)).ok()?;
+                Some((*id, i as u32))
+            })
+            .collect();
         let cidr_identities = prefixes
             .into_iter()
             .enumerate()
@@ -338,6 +414,7 @@ impl Lowering {
             identity_labels,
             identity_workloads,
             label_index,
+            workload_infos,
             cidr_identities,
             namespaces,
             identity_namespace,
@@ -375,51 +452,66 @@ impl Lowering {
                 }
             }
         }
-        selectors.sort();
-        selectors.dedup();
-        selectors.retain(|sel| !self.selector_cache.contains_key(*sel));
+        let t = crate::timing::Phase::start();
+        // Deduplicated by hash, not sorted: comparing selectors compares their strings, and
+        // the order of the work does not matter (results go into a map).
+        let mut seen: HashSet<&EndpointSelector> = HashSet::with_capacity(selectors.len());
+        selectors.retain(|sel| !self.selector_cache.contains_key(*sel) && seen.insert(*sel));
+        drop(seen);
+        t.lap("    selectors deduplicated");
         let this = &*self;
         let results = policy_lang::parallel::map(&selectors, |_, sel| this.compute_selection(sel));
+        t.lap("    selections");
         self.selector_cache.reserve(selectors.len());
         for (sel, ids) in selectors.into_iter().zip(results) {
             self.selector_cache.insert(sel.clone(), ids);
         }
     }
 
-    /// The workload identities a selector selects.
+    /// The workload identities a selector selects, ascending.
     fn compute_selection(&self, sel: &EndpointSelector) -> Vec<Identity> {
-        let ids: Vec<Identity> = if sel.impossible {
-            Vec::new()
-        } else {
-            // The shortest candidate list an `In` requirement with one value allows.
-            let mut best: Option<&Vec<Identity>> = None;
-            let empty = Vec::new();
-            for r in &sel.reqs {
-                if r.op == policy_lang::model::Operator::In && r.values.len() == 1 {
-                    let list = self
-                        .label_index
-                        .get(r.key.as_str())
-                        .and_then(|values| values.get(r.values[0].as_str()))
-                        .unwrap_or(&empty);
-                    if best.is_none_or(|b| list.len() < b.len()) {
-                        best = Some(list);
-                    }
-                }
+        if sel.impossible {
+            return Vec::new();
+        }
+        // `key In [value]` requirements are answered by the label index: intersect their
+        // lists (sorted by identity), shortest first; check the other requirements on labels.
+        let mut lists: Vec<&[Identity]> = Vec::new();
+        for r in &sel.reqs {
+            if let Some(v) = r.single_value() {
+                let list = self
+                    .label_index
+                    .get(r.key.as_str())
+                    .and_then(|values| values.get(v))
+                    .map_or(&[][..], Vec::as_slice);
+                lists.push(list);
             }
-            match best {
-                Some(list) => list
-                    .iter()
-                    .copied()
-                    .filter(|id| self.identity_labels.get(id).is_some_and(|l| sel.matches(l)))
-                    .collect(),
-                None => self
-                    .identity_labels
-                    .iter()
-                    .filter(|(_, l)| sel.matches(l))
-                    .map(|(id, _)| *id)
-                    .collect(),
-            }
+        }
+        let rest = || sel.reqs.iter().filter(|r| r.single_value().is_none());
+        let labels_match = |id: &Identity| {
+            self.identity_labels
+                .get(id)
+                .is_some_and(|l| rest().all(|r| r.matches(l)))
         };
+        if lists.is_empty() {
+            return self
+                .identity_labels
+                .iter()
+                .filter(|(_, l)| sel.matches(l))
+                .map(|(id, _)| *id)
+                .collect();
+        }
+        lists.sort_by_key(|l| l.len());
+        let (first, others) = lists
+            .split_first()
+            .map_or((&[][..], &[][..]), |(f, o)| (*f, o));
+        let mut ids: Vec<Identity> = first
+            .iter()
+            .copied()
+            .filter(|id| others.iter().all(|o| o.binary_search(id).is_ok()))
+            .collect();
+        if rest().next().is_some() {
+            ids.retain(labels_match);
+        }
         ids
     }
 
@@ -530,9 +622,9 @@ impl Lowering {
         &mut self,
         inventory: &Inventory,
         rule: &Rule,
-        subjects: &[Identity],
+        selects: bool,
     ) -> Vec<Identity> {
-        let mut peers: Vec<Identity> = if subjects.is_empty() {
+        let mut peers: Vec<Identity> = if !selects {
             Vec::new()
         } else {
             rule.peers
@@ -624,51 +716,106 @@ impl Lowering {
     }
 
     fn run(&mut self, inventory: &Inventory, rules: &[Rule], options: Options) -> Bundle {
+        let t = crate::timing::Phase::start();
         self.warm_selector_cache(rules);
+        t.lap("  selector cache");
         // Per rule: its peer keys (once), and the rules that select each subject identity.
         self.rule_peers = Vec::with_capacity(rules.len());
-        for (ri, rule) in rules.iter().enumerate() {
-            let subjects = self.select(&rule.subject);
-            let peers = self.rule_peer_keys(inventory, rule, &subjects);
-            self.rule_peers.push(peers);
-            for s in subjects {
-                self.per_identity.entry(s).or_default().push(ri);
+        // Rule lists by position in `keys`: millions of (rule, subject) pairs, so no map
+        // lookup for each, and every list allocated once at its final length.
+        let keys: Vec<Identity> = self.identity_labels.keys().copied().collect();
+        let position = DensePositions::new(&keys);
+        let empty = Vec::new();
+        let subjects_of = |rule: &Rule| self.selector_cache.get(&rule.subject).unwrap_or(&empty);
+        let mut counts = vec![0usize; keys.len()];
+        for rule in rules {
+            for s in subjects_of(rule) {
+                if let Some(at) = position.get(*s) {
+                    counts[at] += 1;
+                }
             }
         }
+        let mut lists: Vec<Vec<usize>> = counts.iter().map(|n| Vec::with_capacity(*n)).collect();
+        drop(counts);
+        let mut selects = Vec::with_capacity(rules.len());
+        for (ri, rule) in rules.iter().enumerate() {
+            // The cache holds every subject selector now.
+            let subjects = subjects_of(rule);
+            for s in subjects {
+                if let Some(at) = position.get(*s) {
+                    lists[at].push(ri);
+                }
+            }
+            selects.push(!subjects.is_empty());
+        }
+        for (rule, selects) in rules.iter().zip(selects) {
+            let peers = self.rule_peer_keys(inventory, rule, selects);
+            self.rule_peers.push(peers);
+        }
+        self.per_identity = keys
+            .into_iter()
+            .zip(lists)
+            .filter(|(_, l)| !l.is_empty())
+            .collect();
+        t.lap("  rule peers");
         // Endpoints that the same rules select, with the same named ports, get identical
         // entries: they share one policy table (the datapath keys tables by policy id).
         // For each distinct policy: a workload it is computed for, and the rules.
         let mut distinct: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut endpoints: Vec<bundle::Endpoint> = inventory
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(wi, w)| {
+                let mut ips = w.ips.clone();
+                ips.sort();
+                bundle::Endpoint {
+                    name: w.full_name(),
+                    identity: self.workload_identity[wi],
+                    ips,
+                    policy: 0,
+                    named_ports: named_ports_of(w),
+                }
+            })
+            .collect();
+        // Tables by borrowed (rules, named ports) first: one key clone per table, not one per
+        // endpoint.
+        let mut table_of = Vec::with_capacity(endpoints.len());
+        {
+            let mut tables: HashMap<(&[usize], &[bundle::NamedPort]), u32> = HashMap::new();
+            for (wi, ep) in endpoints.iter().enumerate() {
+                let applicable = self
+                    .per_identity
+                    .get(&ep.identity)
+                    .map_or(&[][..], Vec::as_slice);
+                let next = distinct.len() as u32;
+                let table = *tables
+                    .entry((applicable, &ep.named_ports))
+                    .or_insert_with(|| {
+                        distinct.push((wi, applicable.to_vec()));
+                        next
+                    });
+                table_of.push(table);
+            }
+        }
         // Room for as many tables as endpoints: updates rarely make it grow (and rehash).
         self.policy_ids.reserve(inventory.workloads.len());
-        let mut endpoints = Vec::with_capacity(inventory.workloads.len());
-        let empty = Vec::new();
-        for (wi, w) in inventory.workloads.iter().enumerate() {
-            let id = self.workload_identity[wi];
-            let named = named_ports_of(w);
-            let applicable = self.per_identity.get(&id).unwrap_or(&empty);
-            let next = distinct.len() as u32;
-            let policy = *self
-                .policy_ids
-                .entry((applicable.clone(), named.clone()))
-                .or_insert_with(|| {
-                    distinct.push((wi, applicable.clone()));
-                    next
-                });
-            let mut ips = w.ips.clone();
-            ips.sort();
-            endpoints.push(bundle::Endpoint {
-                name: w.full_name(),
-                identity: id,
-                ips,
-                policy,
-                named_ports: named,
-            });
+        for (table, (wi, applicable)) in distinct.iter().enumerate() {
+            let named = endpoints[*wi].named_ports.clone();
+            self.policy_ids
+                .insert((applicable.clone(), named), table as u32);
         }
+        for (ep, table) in endpoints.iter_mut().zip(table_of) {
+            ep.policy = table;
+        }
+        t.lap("  endpoints");
         let mut policies = Vec::new();
         let mut l7 = Vec::new();
         self.compute_policies(inventory, rules, &distinct, &mut policies, &mut l7);
-        self.finish(inventory, rules, options, endpoints, policies, l7)
+        t.lap("  policies");
+        let b = self.finish(inventory, rules, options, endpoints, policies, l7);
+        t.lap("  finish");
+        b
     }
 
     fn update<'a>(
@@ -858,7 +1005,7 @@ impl Lowering {
         let mut new_subjects = Vec::with_capacity(rules.len() - first_new);
         for rule in &rules[first_new..] {
             let subjects = self.select(&rule.subject);
-            let peers = self.rule_peer_keys(inventory, rule, &subjects);
+            let peers = self.rule_peer_keys(inventory, rule, !subjects.is_empty());
             self.rule_peers.push(peers);
             affected.extend(subjects.iter().copied());
             new_subjects.push(subjects);
@@ -1068,19 +1215,35 @@ impl Lowering {
         // Within one peer the longest prefix decides: fold what each covering key says into
         // the keys it covers, so that the longest match alone gives the union's answer (a
         // covering deny denies, a covering plain allow allows, L7 rules add up).
-        for (key, range) in &groups {
-            let mut says: Vec<(u32, Says)> = contributions[range.clone()]
-                .iter()
-                .map(|(_, r, s)| (*r, *s))
-                .collect();
-            for cover in covering_keys(key) {
-                if let Ok(g) = groups.binary_search_by(|(k, _)| k.cmp(&cover)) {
-                    says.extend(
-                        contributions[groups[g].1.clone()]
-                            .iter()
-                            .map(|(_, r, s)| (*r, *s)),
-                    );
-                }
+        // Scratch buffers, reused from key to key.
+        let mut says: Vec<(u32, Says)> = Vec::new();
+        let mut order: Vec<(bool, u32)> = Vec::new();
+        // The groups of the current (direction, peer): covering keys can only lie there.
+        let mut run = 0..0;
+        for (gi, (key, range)) in groups.iter().enumerate() {
+            if gi >= run.end {
+                let same = |k: &EntryKey| (k.direction, k.peer) == (key.direction, key.peer);
+                let len = groups[gi..].iter().take_while(|(k, _)| same(k)).count();
+                run = gi..gi + len;
+            }
+            says.clear();
+            says.extend(
+                contributions[range.clone()]
+                    .iter()
+                    .map(|(_, r, s)| (*r, *s)),
+            );
+            // A key alone on its peer has nothing covering it.
+            if run.len() > 1 {
+                let peer_groups = &groups[run.start..gi];
+                for_each_covering_key(key, |cover| {
+                    if let Ok(g) = peer_groups.binary_search_by(|(k, _)| k.cmp(&cover)) {
+                        says.extend(
+                            contributions[peer_groups[g].1.clone()]
+                                .iter()
+                                .map(|(_, r, s)| (*r, *s)),
+                        );
+                    }
+                });
             }
             let verdict = if says.iter().any(|(_, s)| *s == Says::Deny) {
                 EntryVerdict::Deny
@@ -1128,11 +1291,22 @@ impl Lowering {
                 EntryVerdict::Allow => *s == Says::Allow,
                 EntryVerdict::Redirect(_) => matches!(s, Says::L7(..)),
             };
-            let mut rules: Vec<(bool, u32)> = says.iter().map(|(r, s)| (!decided(s), *r)).collect();
-            rules.sort_unstable();
-            let mut rules: Vec<u32> = rules.into_iter().map(|(_, r)| r).collect();
-            let mut seen = std::collections::HashSet::new();
-            rules.retain(|r| seen.insert(*r));
+            order.clear();
+            order.extend(says.iter().map(|(r, s)| (!decided(s), *r)));
+            order.sort_unstable();
+            order.dedup();
+            // Each rule once, where it first appears: a rule that decided is not listed again
+            // among the others.
+            let first_other = order.partition_point(|(other, _)| !*other);
+            let (deciding, others) = order.split_at(first_other);
+            let mut rules: Vec<u32> = Vec::with_capacity(order.len());
+            rules.extend(deciding.iter().map(|(_, r)| *r));
+            rules.extend(
+                others
+                    .iter()
+                    .map(|(_, r)| *r)
+                    .filter(|r| deciding.binary_search(&(false, *r)).is_err()),
+            );
             policy.entries.push(Entry {
                 key: *key,
                 verdict,
@@ -1143,7 +1317,7 @@ impl Lowering {
     }
 
     fn finish(
-        &self,
+        &mut self,
         inventory: &Inventory,
         rules: &[Rule],
         options: Options,
@@ -1160,14 +1334,7 @@ impl Lowering {
                 },
             })
             .collect();
-        for (id, labels) in &self.identity_labels {
-            identities.push(IdentityInfo {
-                id: *id,
-                kind: IdentityKind::Workload {
-                    labels: labels.clone(),
-                },
-            });
-        }
+        identities.append(&mut self.workload_infos);
         for (prefix, id) in &self.cidr_identities {
             identities.push(IdentityInfo {
                 id: *id,
@@ -1217,6 +1384,19 @@ impl Lowering {
             rules: rules.iter().map(|r| r.origin.clone()).collect(),
         }
     }
+}
+
+/// The bundle's entries of workload identities.
+fn workload_infos(identity_labels: &BTreeMap<Identity, Arc<LabelSet>>) -> Vec<IdentityInfo> {
+    identity_labels
+        .iter()
+        .map(|(id, labels)| IdentityInfo {
+            id: *id,
+            kind: IdentityKind::Workload {
+                labels: LabelSet::clone(labels),
+            },
+        })
+        .collect()
 }
 
 /// Inserts an identity into the bundle's list, which is sorted by number.
@@ -1270,18 +1450,22 @@ fn same_lowering(a: &Rule, b: &Rule) -> bool {
             .all(|((l4a, l7a), (l4b, l7b))| l4a == l4b && same_l7(l7a, l7b))
 }
 
-/// The keys whose prefix covers `key` on the same peer: shorter port prefixes of the same
-/// protocol, and the any-protocol entry.
-fn covering_keys(key: &EntryKey) -> Vec<EntryKey> {
-    let mut out = Vec::new();
+/// Calls `f` with each key whose prefix covers `key` on the same peer:
+/// the any-protocol entry, then shorter port prefixes of the same protocol.
+fn for_each_covering_key(key: &EntryKey, mut f: impl FnMut(EntryKey)) {
     if key.protocol != proto::ANY {
+        f(EntryKey {
+            protocol: proto::ANY,
+            port: PortPrefix::ALL,
+            ..*key
+        });
         for len in 0..key.port.prefix_len {
             let mask: u16 = if len == 0 {
                 0
             } else {
                 u16::MAX << (16 - u32::from(len))
             };
-            out.push(EntryKey {
+            f(EntryKey {
                 port: PortPrefix {
                     port: key.port.port & mask,
                     prefix_len: len,
@@ -1289,13 +1473,7 @@ fn covering_keys(key: &EntryKey) -> Vec<EntryKey> {
                 ..*key
             });
         }
-        out.push(EntryKey {
-            protocol: proto::ANY,
-            port: PortPrefix::ALL,
-            ..*key
-        });
     }
-    out
 }
 
 fn named_ports_of(w: &crate::inventory::Workload) -> Vec<bundle::NamedPort> {

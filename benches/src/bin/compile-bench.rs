@@ -57,6 +57,7 @@ const TARGET_RSS_BYTES: f64 = 1e9;
 const TARGET_RECOMPILE_SECS: f64 = 0.1;
 
 fn main() -> ExitCode {
+    small_pages();
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +69,17 @@ fn main() -> ExitCode {
 }
 
 // ---------------------------------------------------------------- memory
+
+/// No transparent huge pages, as `policyc compile` does for itself (see `small_pages` in
+/// compiler/src/cli/compile.rs), so that in-process phases pay for memory as the binary does.
+/// Children (E) inherit the setting, which policyc sets anyway.
+#[allow(unsafe_code)]
+fn small_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
 
 /// A field of `/proc/self/status` (`VmRSS`, `VmHWM`) in bytes; 0 if unreadable.
 fn status_bytes(field: &str) -> u64 {
@@ -687,6 +699,10 @@ fn exit_text(run: &ChildRun) -> String {
 }
 
 fn child_compile(policyc: &Path, dir: &Path) -> Result<ChildRun, String> {
+    // The child is spawned with vfork, and exec records the parent's peak RSS as the child's
+    // starting maxrss: hand cached memory back and reset our peak, so that ru_maxrss is the
+    // child's own (plus the few MB this process holds between rounds), not B's or C's.
+    mem_begin(reset_peak());
     let run = run_child(
         Command::new(policyc)
             .arg("compile")

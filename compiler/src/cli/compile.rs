@@ -11,7 +11,8 @@ const AFTER_HELP: &str = "\
 The bundle is written to FILE (`-o -` writes it to stdout); a one-line summary goes to stderr.
 The same tree always gives the same bytes: identities, entries and tables are sorted, and the
 bundle holds no clock, host name or absolute path that was not given on the command line.
-FILE is replaced whole (written beside it, then renamed), so a reader never sees half a bundle.
+FILE is replaced whole (written beside it, then renamed), so a reader never sees half a bundle;
+a device or FIFO (`/dev/null`) is written in place.
 
 Examples:
   policyc compile examples/online-shop -o shop.bundle
@@ -36,17 +37,20 @@ pub struct CompileArgs {
 
 /// Runs `policyc compile` and returns the exit status.
 pub fn run(args: &CompileArgs, color: ColorChoice) -> u8 {
+    small_pages();
+    let t = compiler::timing::Phase::start();
     let loaded = match tree::load(&args.paths, color, None) {
         Ok(l) => l,
         Err(code) => return code,
     };
+    t.lap("check + compile");
     let bundle = &loaded.compiled.bundle;
-    let bytes = bundle.to_bytes();
     let written = if args.output == Path::new("-") {
-        write_stdout(&bytes)
+        write_stdout(bundle)
     } else {
-        write_file(&args.output, &bytes)
+        write_file(&args.output, bundle)
     };
+    t.lap("write");
     if let Err(e) = written {
         log(format_args!(
             "error: cannot write `{}`: {e}",
@@ -73,6 +77,19 @@ pub fn run(args: &CompileArgs, color: ColorChoice) -> u8 {
     EXIT_OK
 }
 
+/// Turns transparent huge pages off for this process. mimalloc asks for them, and a compile
+/// touches hundreds of MB once: on the 2-core VM of the benches, faulting in 2 MB pages cost
+/// about 2 s of system time on the 10,000-policy tree, against 0.6 s with 4 KiB pages (and
+/// 6% less peak RSS). Failure (an old kernel) only leaves the default.
+fn small_pages() {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// `compiled 3 endpoints, 14 identities, 20 entries, 4 ipcache entries`
 pub fn summary(bundle: &Bundle) -> String {
     format!(
@@ -84,23 +101,37 @@ pub fn summary(bundle: &Bundle) -> String {
     )
 }
 
-fn write_stdout(bytes: &[u8]) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
+/// Room for serde_json's many small writes: one system call per MB.
+const WRITE_BUFFER: usize = 1 << 20;
+
+fn write_stdout(bundle: &Bundle) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, io::stdout().lock());
+    match bundle.write_to(&mut out).and_then(|()| out.flush()) {
         // A reader that went away (`| head -c 10`) does not make the compile fail.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
 }
 
-/// Writes beside the target, then renames over it.
-fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes beside the target, then renames over it. A target that exists and is not a regular
+/// file (`/dev/null`, a FIFO) is written in place: renaming over it would replace the device.
+fn write_file(path: &Path, bundle: &Bundle) -> io::Result<()> {
+    let stream = |file: std::fs::File| {
+        let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        bundle.write_to(&mut out)?;
+        out.flush()
+    };
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return stream(std::fs::OpenOptions::new().write(true).open(path)?);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bundle".into());
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    let result = std::fs::File::create(&tmp)
+        .and_then(stream)
+        .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -24,7 +24,9 @@ pub struct Loaded {
 /// Checks and compiles the tree under `paths`. On errors, prints the findings to stderr and
 /// returns the exit status (2). `label` names the tree in the error line (`diff` loads two).
 pub fn load(paths: &[PathBuf], color: ColorChoice, label: Option<&str>) -> Result<Loaded, u8> {
+    let t = compiler::timing::Phase::start();
     let checked = policy_lang::check(paths);
+    t.lap("check");
     if checked.has_io_errors() || checked.errors() > 0 {
         let options = report::Options {
             color: color.resolve(
@@ -42,6 +44,7 @@ pub fn load(paths: &[PathBuf], color: ColorChoice, label: Option<&str>) -> Resul
         return Err(EXIT_ERROR);
     }
     let compiled = lower::compile(&checked.tree, &checked.sources, None, Options::default());
+    t.lap("compile");
     Ok(Loaded { checked, compiled })
 }
 

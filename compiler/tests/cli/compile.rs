@@ -112,6 +112,32 @@ fn compile_then_inspect_round_trips() {
     insta::assert_snapshot!("inspect_shop_web_human", one_human.stdout);
 }
 
+/// A FIFO (as `/dev/null`, a device) is written in place, never renamed over.
+#[test]
+fn a_fifo_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let scratch = Scratch::new("fifo");
+    let fifo = scratch.path("out.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {fifo}");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(&fifo).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let run = policyc(&["compile", TREE, "-o", &fifo]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let read = reader.join().unwrap_or_else(|_| panic!("reader panicked"));
+    assert_eq!(
+        read,
+        policyc(&["compile", TREE, "-o", "-"]).stdout.as_bytes()
+    );
+    let kind = std::fs::symlink_metadata(&fifo).map(|m| m.file_type());
+    assert!(
+        kind.is_ok_and(|k| k.is_fifo()),
+        "{fifo} is no longer a FIFO"
+    );
+}
+
 #[test]
 fn inspect_reads_stdin() {
     let bundle = policyc(&["compile", TREE, "-o", "-"]).stdout;
