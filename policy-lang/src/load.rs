@@ -7,6 +7,7 @@ use crate::model::Tree;
 use crate::source::{FileId, SourceFile, SourceMap, Span};
 use crate::yaml::{self, Node};
 use crate::SkippedObject;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// A Kubernetes object found in a document, before typing.
@@ -116,55 +117,56 @@ fn io_reason(e: &std::io::Error) -> String {
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     let mut diagnostics = Vec::new();
     let files = collect_files(paths, &mut diagnostics);
-    let read = |path: &PathBuf| -> Result<(String, Option<usize>), Diagnostic> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Diagnostic::at_path(
-                Code::Io,
-                path.clone(),
-                format!("cannot read `{}`: {}", path.display(), io_reason(&e)),
-            )
-        })?;
-        Ok(match String::from_utf8(bytes) {
-            Ok(text) => (text, None),
-            Err(e) => {
-                let at = e.utf8_error().valid_up_to();
-                (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(at))
-            }
-        })
+    // Each worker reads every file into the same buffer: a fresh allocation per file would
+    // take fresh pages from the allocator, which the kernel zeroes first.
+    let read = |path: &PathBuf, buf: &mut Vec<u8>| -> Result<(), Diagnostic> {
+        buf.clear();
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
+            .map(|_| ())
+            .map_err(|e| {
+                Diagnostic::at_path(
+                    Code::Io,
+                    path.clone(),
+                    format!("cannot read `{}`: {}", path.display(), io_reason(&e)),
+                )
+            })
     };
-    let results = crate::parallel::map(&files, |id, path| match read(path) {
-        Ok((text, bad_utf8)) => {
-            let id = FileId(id as u32);
-            let mut outcome = process_text(id, &text);
-            if let Some(at) = bad_utf8 {
-                // The first invalid byte became U+FFFD (3 bytes) at `at`.
-                outcome.diagnostics.push(
-                    Diagnostic::new(
-                        Code::YamlSyntax,
-                        Span::new(id, at, at + char_len(&text, at)),
-                        "the file is not valid UTF-8",
-                    )
-                    .with_help("save the file as UTF-8; invalid bytes were read as U+FFFD"),
-                );
-            }
-            // The text of a file without findings is not kept: `finish` reads it again if a
-            // later check reports on it.
-            // The text of an ASCII file without findings is not kept: positions come from its
-            // line starts, and `finish` reads it again if a later check reports on it.
-            let file = if outcome.diagnostics.is_empty() && text.is_ascii() {
-                SourceFile::unloaded(path.clone(), &text)
-            } else {
-                SourceFile::new(path.clone(), text)
-            };
-            (Some(file), outcome)
+    let results = crate::parallel::map_with(&files, Vec::new, |buf, id, path| {
+        if let Err(d) = read(path, buf) {
+            return (
+                None,
+                FileOutcome {
+                    diagnostics: vec![d],
+                    ..Default::default()
+                },
+            );
         }
-        Err(d) => (
-            None,
-            FileOutcome {
-                diagnostics: vec![d],
-                ..Default::default()
-            },
-        ),
+        let (text, bad_utf8) = match std::str::from_utf8(buf) {
+            Ok(text) => (Cow::Borrowed(text), None),
+            Err(e) => (String::from_utf8_lossy(buf), Some(e.valid_up_to())),
+        };
+        let id = FileId(id as u32);
+        let mut outcome = process_text(id, &text);
+        if let Some(at) = bad_utf8 {
+            // The first invalid byte became U+FFFD (3 bytes) at `at`.
+            outcome.diagnostics.push(
+                Diagnostic::new(
+                    Code::YamlSyntax,
+                    Span::new(id, at, at + char_len(&text, at)),
+                    "the file is not valid UTF-8",
+                )
+                .with_help("save the file as UTF-8; invalid bytes were read as U+FFFD"),
+            );
+        }
+        // The text of an ASCII file without findings is not kept: positions come from its
+        // line starts, and `finish` reads it again if a later check reports on it.
+        let file = if outcome.diagnostics.is_empty() && text.is_ascii() {
+            SourceFile::unloaded(path.clone(), &text)
+        } else {
+            SourceFile::new(path.clone(), text.into_owned())
+        };
+        (Some(file), outcome)
     });
     let mut loaded = Loaded {
         diagnostics,
