@@ -193,9 +193,18 @@ const ALIAS_NODE_BUDGET: usize = 100_000;
 
 /// Parses every document of a file's text.
 pub fn parse_file(file: FileId, text: &str) -> ParsedFile<'_> {
+    parse_file_lines(file, text, &crate::source::line_starts(text))
+}
+
+/// [`parse_file`] with the text's line starts (see [`crate::source::line_starts`]) known.
+pub(crate) fn parse_file_lines<'a>(
+    file: FileId,
+    text: &'a str,
+    line_starts: &[u32],
+) -> ParsedFile<'a> {
     let mut out = ParsedFile::default();
     let mut scratch = Scratch::default();
-    for (start, end) in document_chunks(text) {
+    for (start, end) in document_chunks(text, line_starts) {
         let chunk = &text[start..end];
         if !has_content(chunk) {
             continue;
@@ -217,15 +226,17 @@ pub fn parse_file(file: FileId, text: &str) -> ParsedFile<'_> {
 }
 
 /// Byte ranges of the documents, cut before each `---` line and after each `...` line.
-fn document_chunks(text: &str) -> Vec<(usize, usize)> {
+fn document_chunks(text: &str, line_starts: &[u32]) -> Vec<(usize, usize)> {
     let mut chunks = Vec::new();
     let mut chunk_start = 0;
-    let mut line_start = 0;
-    while line_start < text.len() {
-        let line_end = text[line_start..]
-            .find('\n')
-            .map(|i| line_start + i + 1)
-            .unwrap_or(text.len());
+    for (i, &line_start) in line_starts.iter().enumerate() {
+        let line_start = line_start as usize;
+        if line_start >= text.len() {
+            break;
+        }
+        let line_end = line_starts
+            .get(i + 1)
+            .map_or(text.len(), |&next| next as usize);
         let line = &text[line_start..line_end];
         if is_marker(line, "---") {
             if line_start > chunk_start {
@@ -236,7 +247,6 @@ fn document_chunks(text: &str) -> Vec<(usize, usize)> {
             chunks.push((chunk_start, line_end));
             chunk_start = line_end;
         }
-        line_start = line_end;
     }
     if chunk_start < text.len() {
         chunks.push((chunk_start, text.len()));
