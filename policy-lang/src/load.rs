@@ -147,7 +147,8 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
             Err(e) => (String::from_utf8_lossy(buf), Some(e.valid_up_to())),
         };
         let id = FileId(id as u32);
-        let mut outcome = process_text(id, &text);
+        let line_starts = crate::source::line_starts(&text);
+        let mut outcome = process_text_lines(id, &text, &line_starts);
         if let Some(at) = bad_utf8 {
             // The first invalid byte became U+FFFD (3 bytes) at `at`.
             outcome.diagnostics.push(
@@ -162,9 +163,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
         // The text of an ASCII file without findings is not kept: positions come from its
         // line starts, and `finish` reads it again if a later check reports on it.
         let file = if outcome.diagnostics.is_empty() && text.is_ascii() {
-            SourceFile::unloaded(path.clone(), &text)
+            SourceFile::unloaded_with_line_starts(path.clone(), line_starts)
         } else {
-            SourceFile::new(path.clone(), text.into_owned())
+            SourceFile::with_line_starts(path.clone(), text.into_owned(), line_starts)
         };
         (Some(file), outcome)
     });
@@ -172,6 +173,24 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
         diagnostics,
         ..Default::default()
     };
+    // The merged vectors get their final sizes at once: growing them would copy the tree
+    // several times over, on one core.
+    let total = |count: fn(&FileOutcome) -> usize| -> usize {
+        results.iter().map(|(_, outcome)| count(outcome)).sum()
+    };
+    let tree = &mut loaded.tree;
+    tree.policies
+        .reserve_exact(total(|o| o.tree.policies.len()));
+    tree.namespaces
+        .reserve_exact(total(|o| o.tree.namespaces.len()));
+    tree.workloads
+        .reserve_exact(total(|o| o.tree.workloads.len()));
+    tree.services
+        .reserve_exact(total(|o| o.tree.services.len()));
+    tree.endpoint_slices
+        .reserve_exact(total(|o| o.tree.endpoint_slices.len()));
+    loaded.diagnostics.reserve(total(|o| o.diagnostics.len()));
+    loaded.skipped.reserve_exact(total(|o| o.skipped.len()));
     for (path, (file, outcome)) in files.into_iter().zip(results) {
         // Every file gets its id, read or not, so ids match positions.
         loaded
@@ -214,8 +233,13 @@ fn merge(loaded: &mut Loaded, outcome: FileOutcome) {
 
 /// Parses one file's text and types its objects.
 fn process_text(id: FileId, text: &str) -> FileOutcome {
+    process_text_lines(id, text, &crate::source::line_starts(text))
+}
+
+/// [`process_text`] with the text's line starts known.
+fn process_text_lines(id: FileId, text: &str, line_starts: &[u32]) -> FileOutcome {
     let mut out = FileOutcome::default();
-    let parsed = yaml::parse_file(id, text);
+    let parsed = yaml::parse_file_lines(id, text, line_starts);
     out.documents = parsed.document_count;
     out.diagnostics = parsed.diagnostics;
     let mut objects = Vec::new();
