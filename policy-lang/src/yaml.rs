@@ -107,7 +107,15 @@ impl<'a> Node<'a> {
     }
 
     pub fn is_null(&self) -> bool {
-        matches!(self.resolve(), Some(Resolved::Null))
+        // `resolve` without trying the text as a number: asked of nearly every field.
+        let Value::Scalar { text, style, tag } = &self.value else {
+            return false;
+        };
+        match tag.as_deref() {
+            Some("tag:yaml.org,2002:str") => false,
+            Some("tag:yaml.org,2002:null") => true,
+            _ => *style == Style::Plain && matches!(&**text, "" | "~" | "null" | "Null" | "NULL"),
+        }
     }
 
     /// The value stored under `key` when this is a map.
@@ -839,6 +847,21 @@ mod tests {
             Some(Resolved::Float(1.5))
         );
         assert_eq!(r.get("f").and_then(|n| n.as_str()), Some("x"));
+    }
+
+    #[test]
+    fn is_null_agrees_with_resolve() {
+        let p = parse(
+            "a: ~\nb: null\nc: \"null\"\nd: !!str null\ne: !!null x\nf:\ng: [1]\nh: 0\ni: ''\n",
+        );
+        let r = p.documents[0].root.as_ref().expect("root");
+        for (_, v) in r.as_map().expect("map") {
+            assert_eq!(
+                v.is_null(),
+                matches!(v.resolve(), Some(Resolved::Null)),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]
