@@ -697,6 +697,27 @@ fn regex_error_line(err: &regex::Error) -> String {
 }
 
 fn compile_regex(s: &str) -> Result<(), String> {
+    // Trees repeat the same few methods and paths: each thread remembers the verdicts.
+    thread_local! {
+        static VERDICTS: std::cell::RefCell<std::collections::HashMap<String, Result<(), String>>> =
+            Default::default();
+    }
+    VERDICTS.with(|verdicts| {
+        let mut verdicts = verdicts.borrow_mut();
+        if let Some(verdict) = verdicts.get(s) {
+            return verdict.clone();
+        }
+        let verdict = compile_regex_uncached(s);
+        // Bounded: a long-lived process checks one revision after another.
+        if verdicts.len() >= 4096 {
+            verdicts.clear();
+        }
+        verdicts.insert(s.to_owned(), verdict.clone());
+        verdict
+    })
+}
+
+fn compile_regex_uncached(s: &str) -> Result<(), String> {
     regex::RegexBuilder::new(s)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()

@@ -7,6 +7,7 @@ use crate::model::Tree;
 use crate::source::{FileId, SourceFile, SourceMap, Span};
 use crate::yaml::{self, Node};
 use crate::SkippedObject;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// A Kubernetes object found in a document, before typing.
@@ -116,60 +117,80 @@ fn io_reason(e: &std::io::Error) -> String {
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     let mut diagnostics = Vec::new();
     let files = collect_files(paths, &mut diagnostics);
-    let read = |path: &PathBuf| -> Result<(String, Option<usize>), Diagnostic> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Diagnostic::at_path(
-                Code::Io,
-                path.clone(),
-                format!("cannot read `{}`: {}", path.display(), io_reason(&e)),
-            )
-        })?;
-        Ok(match String::from_utf8(bytes) {
-            Ok(text) => (text, None),
-            Err(e) => {
-                let at = e.utf8_error().valid_up_to();
-                (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(at))
-            }
-        })
+    // Each worker reads every file into the same buffer: a fresh allocation per file would
+    // take fresh pages from the allocator, which the kernel zeroes first.
+    let read = |path: &PathBuf, buf: &mut Vec<u8>| -> Result<(), Diagnostic> {
+        buf.clear();
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
+            .map(|_| ())
+            .map_err(|e| {
+                Diagnostic::at_path(
+                    Code::Io,
+                    path.clone(),
+                    format!("cannot read `{}`: {}", path.display(), io_reason(&e)),
+                )
+            })
     };
-    let results = crate::parallel::map(&files, |id, path| match read(path) {
-        Ok((text, bad_utf8)) => {
-            let id = FileId(id as u32);
-            let mut outcome = process_text(id, &text);
-            if let Some(at) = bad_utf8 {
-                // The first invalid byte became U+FFFD (3 bytes) at `at`.
-                outcome.diagnostics.push(
-                    Diagnostic::new(
-                        Code::YamlSyntax,
-                        Span::new(id, at, at + char_len(&text, at)),
-                        "the file is not valid UTF-8",
-                    )
-                    .with_help("save the file as UTF-8; invalid bytes were read as U+FFFD"),
-                );
-            }
-            // The text of a file without findings is not kept: `finish` reads it again if a
-            // later check reports on it.
-            // The text of an ASCII file without findings is not kept: positions come from its
-            // line starts, and `finish` reads it again if a later check reports on it.
-            let file = if outcome.diagnostics.is_empty() && text.is_ascii() {
-                SourceFile::unloaded(path.clone(), &text)
-            } else {
-                SourceFile::new(path.clone(), text)
-            };
-            (Some(file), outcome)
+    let results = crate::parallel::map_with(&files, Vec::new, |buf, id, path| {
+        if let Err(d) = read(path, buf) {
+            return (
+                None,
+                FileOutcome {
+                    diagnostics: vec![d],
+                    ..Default::default()
+                },
+            );
         }
-        Err(d) => (
-            None,
-            FileOutcome {
-                diagnostics: vec![d],
-                ..Default::default()
-            },
-        ),
+        let (text, bad_utf8) = match std::str::from_utf8(buf) {
+            Ok(text) => (Cow::Borrowed(text), None),
+            Err(e) => (String::from_utf8_lossy(buf), Some(e.valid_up_to())),
+        };
+        let id = FileId(id as u32);
+        let line_starts = crate::source::line_starts(&text);
+        let mut outcome = process_text_lines(id, &text, &line_starts);
+        if let Some(at) = bad_utf8 {
+            // The first invalid byte became U+FFFD (3 bytes) at `at`.
+            outcome.diagnostics.push(
+                Diagnostic::new(
+                    Code::YamlSyntax,
+                    Span::new(id, at, at + char_len(&text, at)),
+                    "the file is not valid UTF-8",
+                )
+                .with_help("save the file as UTF-8; invalid bytes were read as U+FFFD"),
+            );
+        }
+        // The text of an ASCII file without findings is not kept: positions come from its
+        // line starts, and `finish` reads it again if a later check reports on it.
+        let file = if outcome.diagnostics.is_empty() && text.is_ascii() {
+            SourceFile::unloaded_with_line_starts(path.clone(), line_starts)
+        } else {
+            SourceFile::with_line_starts(path.clone(), text.into_owned(), line_starts)
+        };
+        (Some(file), outcome)
     });
     let mut loaded = Loaded {
         diagnostics,
         ..Default::default()
     };
+    // The merged vectors get their final sizes at once: growing them would copy the tree
+    // several times over, on one core.
+    let total = |count: fn(&FileOutcome) -> usize| -> usize {
+        results.iter().map(|(_, outcome)| count(outcome)).sum()
+    };
+    let tree = &mut loaded.tree;
+    tree.policies
+        .reserve_exact(total(|o| o.tree.policies.len()));
+    tree.namespaces
+        .reserve_exact(total(|o| o.tree.namespaces.len()));
+    tree.workloads
+        .reserve_exact(total(|o| o.tree.workloads.len()));
+    tree.services
+        .reserve_exact(total(|o| o.tree.services.len()));
+    tree.endpoint_slices
+        .reserve_exact(total(|o| o.tree.endpoint_slices.len()));
+    loaded.diagnostics.reserve(total(|o| o.diagnostics.len()));
+    loaded.skipped.reserve_exact(total(|o| o.skipped.len()));
     for (path, (file, outcome)) in files.into_iter().zip(results) {
         // Every file gets its id, read or not, so ids match positions.
         loaded
@@ -212,8 +233,13 @@ fn merge(loaded: &mut Loaded, outcome: FileOutcome) {
 
 /// Parses one file's text and types its objects.
 fn process_text(id: FileId, text: &str) -> FileOutcome {
+    process_text_lines(id, text, &crate::source::line_starts(text))
+}
+
+/// [`process_text`] with the text's line starts known.
+fn process_text_lines(id: FileId, text: &str, line_starts: &[u32]) -> FileOutcome {
     let mut out = FileOutcome::default();
-    let parsed = yaml::parse_file(id, text);
+    let parsed = yaml::parse_file_lines(id, text, line_starts);
     out.documents = parsed.document_count;
     out.diagnostics = parsed.diagnostics;
     let mut objects = Vec::new();

@@ -5,7 +5,7 @@ use crate::diagnostic::{Code, Diagnostic};
 use crate::model::*;
 use crate::selector::{self, Source};
 use crate::source::{SourceMap, Span};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub fn validate(tree: &Tree, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) {
     duplicates(tree, sources, diags);
@@ -131,64 +131,119 @@ fn endpoints(tree: &Tree) -> Vec<Endpoint<'_>> {
         .collect()
 }
 
+/// The bare key of a `matchLabels` key that `selects_nothing` looks up in its label index: a
+/// bare or `k8s:` key that Cilium does not derive from the namespace or service account.
+fn indexed_key(key: &str) -> Option<&str> {
+    let (source, bare) = selector::split_source(key);
+    let derived = bare.starts_with(selector::NAMESPACE_LABELS_PREFIX)
+        || bare == selector::SERVICE_ACCOUNT_LABEL
+        || bare == selector::CLUSTER_LABEL;
+    match source {
+        Source::Any | Source::K8s if !derived => Some(bare),
+        _ => None,
+    }
+}
+
+/// The selectors that `selects_nothing` checks.
+fn subject_selectors<'p>(policies: &[&'p Policy]) -> Vec<&'p Selector> {
+    let mut selectors = Vec::new();
+    for policy in policies {
+        match policy {
+            Policy::Kubernetes(np) => selectors.push(&np.pod_selector),
+            Policy::Cilium(cp) => {
+                selectors.extend(cp.rules.iter().filter_map(|rule| match &rule.subject {
+                    Some(Subject::Endpoints(sel)) => Some(sel),
+                    _ => None,
+                }))
+            }
+        }
+    }
+    selectors
+}
+
+/// The shortest candidate list a selector's `matchLabels` allows, else the whole scope
+/// (borrowed: a cluster-wide scope holds every workload).
+fn narrowest<'x>(
+    sel: &Selector,
+    scope: &'x [usize],
+    by_label: &'x HashMap<&str, HashMap<&str, Vec<usize>>>,
+) -> &'x [usize] {
+    let mut best: Option<&[usize]> = None;
+    for (k, v) in &sel.match_labels {
+        let (source, bare) = selector::split_source(&k.value);
+        // Keys derived from the namespace or service account are not indexed: no pruning.
+        let derived = bare.starts_with(selector::NAMESPACE_LABELS_PREFIX)
+            || bare == selector::SERVICE_ACCOUNT_LABEL
+            || bare == selector::CLUSTER_LABEL;
+        let list: &[usize] = match source {
+            _ if derived => continue,
+            Source::Any | Source::K8s => by_label
+                .get(bare)
+                .and_then(|values| values.get(v.value.as_str()))
+                .map_or(&[], Vec::as_slice),
+            _ => &[],
+        };
+        if best.is_none_or(|b| list.len() < b.len()) {
+            best = Some(list);
+        }
+    }
+    match best {
+        Some(list) if list.len() < scope.len() => list,
+        _ => scope,
+    }
+}
+
 fn selects_nothing(policies: &[&Policy], tree: &Tree, diags: &mut Vec<Diagnostic>) {
     let eps = endpoints(tree);
     // Candidate lists so that a selector is tried against a few workloads, not all of them.
+    // Only label keys that some selector can narrow by are indexed.
+    let keys: HashSet<&str> = subject_selectors(policies)
+        .into_iter()
+        .flat_map(|sel| sel.match_labels.iter())
+        .filter_map(|(k, _)| indexed_key(&k.value))
+        .collect();
     let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    // Label key, then value, to workloads.
+    let mut by_label: HashMap<&str, HashMap<&str, Vec<usize>>> = HashMap::new();
+    let namespace_indexed = keys.contains(selector::NAMESPACE_LABEL);
     for (i, e) in eps.iter().enumerate() {
         by_namespace.entry(e.namespace).or_default().push(i);
         for (k, v) in e.pod.iter() {
+            if keys.contains(k.as_str()) {
+                by_label
+                    .entry(k.as_str())
+                    .or_default()
+                    .entry(v.value.as_str())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        if namespace_indexed {
             by_label
-                .entry((k.as_str(), v.value.as_str()))
+                .entry(selector::NAMESPACE_LABEL)
+                .or_default()
+                .entry(e.namespace)
                 .or_default()
                 .push(i);
         }
-        by_label
-            .entry((selector::NAMESPACE_LABEL, e.namespace))
-            .or_default()
-            .push(i);
     }
     let all: Vec<usize> = (0..eps.len()).collect();
     let empty: Vec<usize> = Vec::new();
-    // The shortest candidate list a selector's `matchLabels` allows, else the whole scope.
-    let candidates = |sel: &Selector, scope: &'_ Vec<usize>| -> Vec<usize> {
-        let mut best: Option<&Vec<usize>> = None;
-        for (k, v) in &sel.match_labels {
-            let (source, bare) = selector::split_source(&k.value);
-            // Keys derived from the namespace or service account are not indexed: no pruning.
-            let derived = bare.starts_with(selector::NAMESPACE_LABELS_PREFIX)
-                || bare == selector::SERVICE_ACCOUNT_LABEL
-                || bare == selector::CLUSTER_LABEL;
-            let list = match source {
-                _ if derived => continue,
-                Source::Any | Source::K8s => {
-                    by_label.get(&(bare, v.value.as_str())).unwrap_or(&empty)
-                }
-                _ => &empty,
-            };
-            if best.is_none_or(|b| list.len() < b.len()) {
-                best = Some(list);
-            }
-        }
-        match best {
-            Some(list) if list.len() < scope.len() => list.clone(),
-            _ => scope.clone(),
-        }
-    };
     for policy in policies {
         match policy {
             Policy::Kubernetes(np) => {
                 let ns = np.meta.namespace.value.as_str();
                 let scope = by_namespace.get(ns).unwrap_or(&empty);
-                let any = candidates(&np.pod_selector, scope).into_iter().any(|i| {
-                    let e = &eps[i];
-                    e.namespace == ns
-                        && selector::matches(&np.pod_selector, |src, k| match src {
-                            Source::K8s => e.pod.get(k).map(|v| v.value.as_str()),
-                            _ => None,
-                        })
-                });
+                let any = narrowest(&np.pod_selector, scope, &by_label)
+                    .iter()
+                    .any(|&i| {
+                        let e = &eps[i];
+                        e.namespace == ns
+                            && selector::matches(&np.pod_selector, |src, k| match src {
+                                Source::K8s => e.pod.get(k).map(|v| v.value.as_str()),
+                                _ => None,
+                            })
+                    });
                 if !any {
                     diags.push(nothing_selected(
                         np.pod_selector.span,
@@ -210,7 +265,7 @@ fn selects_nothing(policies: &[&Policy], tree: &Tree, diags: &mut Vec<Diagnostic
                     let Some(Subject::Endpoints(sel)) = &rule.subject else {
                         continue;
                     };
-                    let any = candidates(sel, scope).into_iter().any(|i| {
+                    let any = narrowest(sel, scope, &by_label).iter().any(|&i| {
                         let e = &eps[i];
                         (!namespaced || e.namespace == ns)
                             && selector::matches(sel, |src, k| match src {
@@ -419,9 +474,15 @@ fn l3_covers(deny: &CiliumPeerRule, allow: &CiliumPeerRule) -> bool {
     endpoints_ok && entities_ok && cidrs_ok && fqdns_ok && services_ok
 }
 
+/// A rule subject's scope and `matchLabels`.
+type SubjectKey<'p> = (&'p str, &'p [(Str, Str)]);
+
 fn shadowed_by_deny(policies: &[&Policy], sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) {
     // Rules with the same subject in the same scope apply to the same endpoints.
     let mut by_subject: Vec<(&str, &Selector, Vec<&CiliumPeerRule>)> = Vec::new();
+    // Positions in `by_subject` by scope and `matchLabels`: a linear search would be
+    // quadratic in the number of Cilium policies.
+    let mut index: HashMap<SubjectKey<'_>, Vec<usize>> = HashMap::new();
     for p in policies {
         let Policy::Cilium(cp) = p else { continue };
         let scope = cp.meta.namespace.value.as_str();
@@ -429,13 +490,18 @@ fn shadowed_by_deny(policies: &[&Policy], sources: &mut SourceMap, diags: &mut V
             let Some(Subject::Endpoints(sel)) = &rule.subject else {
                 continue;
             };
-            match by_subject.iter_mut().find(|(s, x, _)| {
-                *s == scope
-                    && x.match_labels == sel.match_labels
-                    && x.match_expressions == sel.match_expressions
-            }) {
-                Some((_, _, rules)) => rules.extend(rule.rules.iter()),
-                None => by_subject.push((scope, sel, rule.rules.iter().collect())),
+            let same = index
+                .entry((scope, sel.match_labels.as_slice()))
+                .or_default();
+            match same
+                .iter()
+                .find(|&&i| by_subject[i].1.match_expressions == sel.match_expressions)
+            {
+                Some(&i) => by_subject[i].2.extend(rule.rules.iter()),
+                None => {
+                    same.push(by_subject.len());
+                    by_subject.push((scope, sel, rule.rules.iter().collect()));
+                }
             }
         }
     }

@@ -107,7 +107,15 @@ impl<'a> Node<'a> {
     }
 
     pub fn is_null(&self) -> bool {
-        matches!(self.resolve(), Some(Resolved::Null))
+        // `resolve` without trying the text as a number: asked of nearly every field.
+        let Value::Scalar { text, style, tag } = &self.value else {
+            return false;
+        };
+        match tag.as_deref() {
+            Some("tag:yaml.org,2002:str") => false,
+            Some("tag:yaml.org,2002:null") => true,
+            _ => *style == Style::Plain && matches!(&**text, "" | "~" | "null" | "Null" | "NULL"),
+        }
     }
 
     /// The value stored under `key` when this is a map.
@@ -193,14 +201,24 @@ const ALIAS_NODE_BUDGET: usize = 100_000;
 
 /// Parses every document of a file's text.
 pub fn parse_file(file: FileId, text: &str) -> ParsedFile<'_> {
+    parse_file_lines(file, text, &crate::source::line_starts(text))
+}
+
+/// [`parse_file`] with the text's line starts (see [`crate::source::line_starts`]) known.
+pub(crate) fn parse_file_lines<'a>(
+    file: FileId,
+    text: &'a str,
+    line_starts: &[u32],
+) -> ParsedFile<'a> {
     let mut out = ParsedFile::default();
-    for (start, end) in document_chunks(text) {
+    let mut scratch = Scratch::default();
+    for (start, end) in document_chunks(text, line_starts) {
         let chunk = &text[start..end];
         if !has_content(chunk) {
             continue;
         }
         out.document_count += 1;
-        let mut builder = TreeBuilder::new(file, start, chunk);
+        let mut builder = TreeBuilder::new(file, start, chunk, &mut scratch);
         builder.run();
         out.diagnostics.append(&mut builder.diagnostics);
         for root in builder.roots {
@@ -216,15 +234,17 @@ pub fn parse_file(file: FileId, text: &str) -> ParsedFile<'_> {
 }
 
 /// Byte ranges of the documents, cut before each `---` line and after each `...` line.
-fn document_chunks(text: &str) -> Vec<(usize, usize)> {
+fn document_chunks(text: &str, line_starts: &[u32]) -> Vec<(usize, usize)> {
     let mut chunks = Vec::new();
     let mut chunk_start = 0;
-    let mut line_start = 0;
-    while line_start < text.len() {
-        let line_end = text[line_start..]
-            .find('\n')
-            .map(|i| line_start + i + 1)
-            .unwrap_or(text.len());
+    for (i, &line_start) in line_starts.iter().enumerate() {
+        let line_start = line_start as usize;
+        if line_start >= text.len() {
+            break;
+        }
+        let line_end = line_starts
+            .get(i + 1)
+            .map_or(text.len(), |&next| next as usize);
         let line = &text[line_start..line_end];
         if is_marker(line, "---") {
             if line_start > chunk_start {
@@ -235,7 +255,6 @@ fn document_chunks(text: &str) -> Vec<(usize, usize)> {
             chunks.push((chunk_start, line_end));
             chunk_start = line_end;
         }
-        line_start = line_end;
     }
     if chunk_start < text.len() {
         chunks.push((chunk_start, text.len()));
@@ -258,27 +277,49 @@ fn has_content(chunk: &str) -> bool {
     })
 }
 
-enum Frame<'a> {
-    Seq {
-        items: Vec<Node<'a>>,
-        start: usize,
-        anchor: usize,
-    },
-    Map {
-        entries: Vec<(Node<'a>, Node<'a>)>,
-        pending_key: Option<Node<'a>>,
-        start: usize,
-        anchor: usize,
-    },
+/// An open collection. Its children wait in [`Scratch`] from `first` on, so that each
+/// collection gets one allocation of its final size instead of growing its own vector.
+struct Frame<'a> {
+    is_map: bool,
+    /// Index of the first child (item or entry) in the scratch vector of its kind.
+    first: usize,
+    pending_key: Option<Node<'a>>,
+    start: usize,
+    anchor: usize,
+    /// Which kept paths run through this collection.
+    below: PathMatch,
 }
 
-struct TreeBuilder<'a> {
+/// The kept paths (see [`kept_paths`]) that a collection lies on: the patterns (by bit) whose
+/// parts matched every key above it, and whether one reached a final `**` (keep all below).
+#[derive(Clone, Copy)]
+struct PathMatch {
+    alive: u32,
+    all: bool,
+}
+
+impl PathMatch {
+    const ANY: PathMatch = PathMatch {
+        alive: u32::MAX,
+        all: false,
+    };
+}
+
+/// Children of the open collections, kept across the documents of a file.
+#[derive(Default)]
+struct Scratch<'a> {
+    items: Vec<Node<'a>>,
+    entries: Vec<(Node<'a>, Node<'a>)>,
+}
+
+struct TreeBuilder<'a, 's> {
     file: FileId,
     base: usize,
     chunk: &'a str,
     /// Byte offset of each char, only for non-ASCII chunks (saphyr counts chars).
     char_bytes: Option<Vec<u32>>,
     stack: Vec<Frame<'a>>,
+    scratch: &'s mut Scratch<'a>,
     anchors: std::collections::HashMap<usize, Node<'a>>,
     alias_budget: usize,
     roots: Vec<Option<Node<'a>>>,
@@ -405,19 +446,23 @@ fn kept_paths(kind: &str) -> Option<&'static [&'static [&'static str]]> {
     }
 }
 
-impl<'a> TreeBuilder<'a> {
-    fn new(file: FileId, base: usize, chunk: &'a str) -> Self {
+impl<'a, 's> TreeBuilder<'a, 's> {
+    fn new(file: FileId, base: usize, chunk: &'a str, scratch: &'s mut Scratch<'a>) -> Self {
         let char_bytes = (!chunk.is_ascii()).then(|| {
             let mut v: Vec<u32> = chunk.char_indices().map(|(i, _)| i as u32).collect();
             v.push(chunk.len() as u32);
             v
         });
+        // A chunk abandoned on a syntax error may have left children behind.
+        scratch.items.clear();
+        scratch.entries.clear();
         TreeBuilder {
             file,
             base,
             chunk,
             char_bytes,
             stack: Vec::new(),
+            scratch,
             anchors: Default::default(),
             alias_budget: ALIAS_NODE_BUDGET,
             roots: Vec::new(),
@@ -429,46 +474,48 @@ impl<'a> TreeBuilder<'a> {
         }
     }
 
-    /// Whether the value about to start (under the top map's pending key) is read by typing.
-    fn value_kept(&self) -> bool {
+    /// The kept paths through the value about to start (under the top collection), or `None`
+    /// when typing never reads it. Keys and list items are always kept, as their collection is.
+    ///
+    /// `keep` is only set by the root's `kind`, when the root is the one open collection, and
+    /// the root always starts with [`PathMatch::ANY`]: so every frame's `below` is up to date.
+    fn path_match(&self) -> Option<PathMatch> {
         let Some(patterns) = self.keep else {
-            return true;
+            return Some(PathMatch::ANY);
         };
-        let Some(Frame::Map {
-            pending_key: Some(_),
-            ..
-        }) = self.stack.last()
-        else {
-            return true;
+        let Some(top) = self.stack.last() else {
+            return Some(PathMatch::ANY);
         };
-        let path = self.stack.iter().map(|f| match f {
-            Frame::Map { pending_key, .. } => pending_key
-                .as_ref()
-                .and_then(|k| k.scalar_text())
-                .unwrap_or(""),
-            Frame::Seq { .. } => "*",
-        });
-        patterns.iter().any(|pattern| {
-            let mut pat = pattern.iter();
-            for part in path.clone() {
-                match pat.next() {
-                    None => return false,
-                    Some(&"**") => return true,
-                    Some(p) if *p == part || (*p == "*" && part == "*") => {}
-                    Some(_) => return false,
-                }
+        if top.below.all {
+            return Some(top.below);
+        }
+        let (part, always) = match (&top.pending_key, top.is_map) {
+            (_, false) => ("*", true),
+            (Some(k), true) => (k.scalar_text().unwrap_or(""), false),
+            (None, true) => ("", true),
+        };
+        let depth = self.stack.len() - 1;
+        let mut m = PathMatch {
+            alive: 0,
+            all: false,
+        };
+        for (i, pattern) in patterns.iter().enumerate() {
+            if top.below.alive & (1 << i) == 0 {
+                continue;
             }
-            true
-        })
+            match pattern.get(depth) {
+                Some(&"**") => m.all = true,
+                Some(p) if *p == part => m.alive |= 1 << i,
+                _ => {}
+            }
+        }
+        (always || m.all || m.alive != 0).then_some(m)
     }
 
-    /// Skips the coming value when typing never reads it; returns whether it did.
-    fn skip_value(&mut self, anchor: usize, opens: bool) -> bool {
-        if self.keep.is_none() || self.value_kept() {
-            return false;
-        }
-        if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
-            *pending_key = None;
+    /// Starts skipping a value that typing never reads.
+    fn skip_value(&mut self, anchor: usize, opens: bool) {
+        if let Some(top) = self.stack.last_mut() {
+            top.pending_key = None;
         }
         if anchor != 0 {
             self.skipped_anchors.push(anchor);
@@ -476,7 +523,6 @@ impl<'a> TreeBuilder<'a> {
         if opens {
             self.skip_depth = 1;
         }
-        true
     }
 
     fn byte(&self, char_index: usize) -> usize {
@@ -545,16 +591,25 @@ impl<'a> TreeBuilder<'a> {
             }
             return true;
         }
-        match &event {
-            Event::Scalar(_, _, anchor, _) if self.skip_value(*anchor, false) => return true,
-            Event::Alias(_) if self.skip_value(0, false) => return true,
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _)
-                if self.skip_value(*anchor, true) =>
-            {
-                return true
+        // Values (not ends) that typing never reads are skipped whole.
+        let value = match &event {
+            Event::Scalar(_, _, anchor, _) => Some((*anchor, false)),
+            Event::Alias(_) => Some((0, false)),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                Some((*anchor, true))
             }
-            _ => {}
-        }
+            _ => None,
+        };
+        let below = match value {
+            None => PathMatch::ANY,
+            Some((anchor, opens)) => match self.path_match() {
+                Some(m) => m,
+                None => {
+                    self.skip_value(anchor, opens);
+                    return true;
+                }
+            },
+        };
         let sp = self.span(&span);
         match event {
             Event::DocumentStart(_) => {
@@ -575,7 +630,8 @@ impl<'a> TreeBuilder<'a> {
                     // `!!str` arrives as handle `tag:yaml.org,2002:` + suffix.
                     t.replace("!!", "tag:yaml.org,2002:").into_boxed_str()
                 });
-                if let [Frame::Map {
+                if let [Frame {
+                    is_map: true,
                     pending_key: Some(k),
                     ..
                 }] = self.stack.as_slice()
@@ -590,40 +646,48 @@ impl<'a> TreeBuilder<'a> {
                 };
                 return self.push_node(node, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                items: Vec::new(),
-                start: sp.start as usize,
-                anchor,
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                entries: Vec::new(),
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame {
+                is_map: false,
+                first: self.scratch.items.len(),
                 pending_key: None,
                 start: sp.start as usize,
                 anchor,
+                below,
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame {
+                is_map: true,
+                first: self.scratch.entries.len(),
+                pending_key: None,
+                start: sp.start as usize,
+                anchor,
+                below,
             }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let Some(frame) = self.stack.pop() else {
                     return true;
                 };
-                let (value, start, anchor, last_end) = match frame {
-                    Frame::Seq {
-                        items,
-                        start,
-                        anchor,
-                    } => {
-                        let last = items.last().map(|n| n.span.end as usize);
-                        (Value::Seq(items), start, anchor, last)
-                    }
-                    Frame::Map {
-                        entries,
-                        start,
-                        anchor,
-                        ..
-                    } => {
-                        self.check_duplicate_keys(&entries);
-                        let last = entries.last().map(|(_, v)| v.span.end as usize);
-                        (Value::Map(entries), start, anchor, last)
-                    }
+                let Frame {
+                    is_map,
+                    first,
+                    start,
+                    anchor,
+                    ..
+                } = frame;
+                let (value, last_end) = if is_map {
+                    let entries = self.scratch.entries.get(first..).unwrap_or(&[]);
+                    Self::check_duplicate_keys(&mut self.diagnostics, entries);
+                    let last = entries.last().map(|(_, v)| v.span.end as usize);
+                    (
+                        Value::Map(self.scratch.entries.drain(first..).collect()),
+                        last,
+                    )
+                } else {
+                    let items = self.scratch.items.get(first..).unwrap_or(&[]);
+                    let last = items.last().map(|n| n.span.end as usize);
+                    (
+                        Value::Seq(self.scratch.items.drain(first..).collect()),
+                        last,
+                    )
                 };
                 // Flow collections end at their closing bracket; block ones at their last child.
                 let flow_end = self.chunk_byte_is_closing(sp.start as usize);
@@ -682,20 +746,16 @@ impl<'a> TreeBuilder<'a> {
         }
         match self.stack.last_mut() {
             None => self.current_root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
+            Some(Frame { is_map: false, .. }) => self.scratch.items.push(node),
+            Some(Frame { pending_key, .. }) => match pending_key.take() {
                 None => *pending_key = Some(node),
-                Some(key) => entries.push((key, node)),
+                Some(key) => self.scratch.entries.push((key, node)),
             },
         }
         true
     }
 
-    fn check_duplicate_keys(&mut self, entries: &[(Node<'a>, Node<'a>)]) {
+    fn check_duplicate_keys(diagnostics: &mut Vec<Diagnostic>, entries: &[(Node<'a>, Node<'a>)]) {
         // Maps are small: comparing each key with the ones before it beats hashing.
         for (i, (k, _)) in entries.iter().enumerate().skip(1) {
             let Some(text) = k.scalar_text() else {
@@ -705,7 +765,7 @@ impl<'a> TreeBuilder<'a> {
                 .iter()
                 .any(|(p, _)| p.scalar_text() == Some(text))
             {
-                self.diagnostics.push(
+                diagnostics.push(
                     Diagnostic::new(
                         Code::DuplicateKey,
                         k.span,
@@ -787,6 +847,21 @@ mod tests {
             Some(Resolved::Float(1.5))
         );
         assert_eq!(r.get("f").and_then(|n| n.as_str()), Some("x"));
+    }
+
+    #[test]
+    fn is_null_agrees_with_resolve() {
+        let p = parse(
+            "a: ~\nb: null\nc: \"null\"\nd: !!str null\ne: !!null x\nf:\ng: [1]\nh: 0\ni: ''\n",
+        );
+        let r = p.documents[0].root.as_ref().expect("root");
+        for (_, v) in r.as_map().expect("map") {
+            assert_eq!(
+                v.is_null(),
+                matches!(v.resolve(), Some(Resolved::Null)),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]
