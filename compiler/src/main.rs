@@ -9,24 +9,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How the process asks the OS for memory (see `main`).
 #[allow(unsafe_code)]
 mod memory {
-    use std::ffi::{c_int, c_long, c_ulong};
+    use std::ffi::{c_int, c_long};
 
     // `mi_option_purge_delay` in the mimalloc 3 that libmimalloc-sys 0.1.49 builds
     // (`mi_option_e` in its mimalloc.h); the `mimalloc` crate only exposes `mi_option_set`
     // with its `extended` feature.
     const MI_OPTION_PURGE_DELAY: c_int = 15;
-    // <linux/prctl.h>
-    const PR_SET_THP_DISABLE: c_int = 41;
 
     unsafe extern "C" {
         fn mi_option_set(option: c_int, value: c_long);
-        fn prctl(
-            option: c_int,
-            arg2: c_ulong,
-            arg3: c_ulong,
-            arg4: c_ulong,
-            arg5: c_ulong,
-        ) -> c_int;
     }
 
     pub fn never_purge() {
@@ -36,7 +27,7 @@ mod memory {
 
     pub fn no_huge_pages() {
         // SAFETY: sets a flag of this process; the result is ignored (an old kernel keeps THP).
-        let _ = unsafe { prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
 }
 

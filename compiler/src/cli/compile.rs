@@ -37,7 +37,6 @@ pub struct CompileArgs {
 
 /// Runs `policyc compile` and returns the exit status.
 pub fn run(args: &CompileArgs, color: ColorChoice) -> u8 {
-    small_pages();
     let t = compiler::timing::Phase::start();
     let loaded = match tree::load(&args.paths, color, None) {
         Ok(l) => l,
@@ -75,19 +74,6 @@ pub fn run(args: &CompileArgs, color: ColorChoice) -> u8 {
     log(format_args!("{} to {target}{note}", summary(bundle)));
     std::mem::forget(loaded);
     EXIT_OK
-}
-
-/// Turns transparent huge pages off for this process. mimalloc asks for them, and a compile
-/// touches hundreds of MB once: on the 2-core VM of the benches, faulting in 2 MB pages cost
-/// about 2 s of system time on the 10,000-policy tree, against 0.6 s with 4 KiB pages (and
-/// 6% less peak RSS). Failure (an old kernel) only leaves the default.
-fn small_pages() {
-    #[cfg(target_os = "linux")]
-    #[allow(unsafe_code)]
-    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes no memory.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
 }
 
 /// `compiled 3 endpoints, 14 identities, 20 entries, 4 ipcache entries`
