@@ -107,6 +107,18 @@ static __always_inline __u32 plc_peer_if(const struct plc_ep_val *peer_ep, __u32
 /* What plc_start returns when the packet goes on to be judged. */
 #define PLC_CONTINUE -1
 
+/* Readies `c` (its parsed packet and generation kept) to judge for an endpoint in `dir`. */
+static __always_inline void plc_ctx_judging(struct plc_ctx *c, const __u8 dir)
+{
+	c->direction = dir;
+	c->endpoint_id = PLC_NONE_U32;
+	c->src_identity = 0;
+	c->dst_identity = 0;
+	c->rule_id = PLC_NONE_U32;
+	c->l7_set = PLC_NONE_U16;
+	c->l7_set_other = PLC_NONE_U16;
+}
+
 /*
  * Reads the live generation and parses the packet into `c`. Returns PLC_CONTINUE, or the
  * verdict for a packet that is not judged (ARP, ND) or cannot be (no generation, malformed).
@@ -117,11 +129,7 @@ static __always_inline int plc_start(struct __sk_buff *skb, struct plc_ctx *c, c
 	int r;
 
 	__builtin_memset(c, 0, sizeof(*c));
-	c->direction = dir;
-	c->endpoint_id = PLC_NONE_U32;
-	c->rule_id = PLC_NONE_U32;
-	c->l7_set = PLC_NONE_U16;
-	c->l7_set_other = PLC_NONE_U16;
+	plc_ctx_judging(c, dir);
 
 	/* INVARIANT: the generation is read once; every later lookup uses its slot. */
 	live = bpf_map_lookup_elem(&plc_live_v1, &zero);
@@ -341,15 +349,9 @@ static __always_inline int plc_deliver_local(struct __sk_buff *skb, struct plc_c
 	if (!plc_mac_known(to->mac) || (skb->mark & PLC_MARK_MASK) == PLC_MARK_REDIRECT)
 		return bpf_redirect_neigh(to->ifindex, 0, 0, 0);
 
-	/* `c` now judges for the receiver: the parsed packet and generation stay (one stack
-	 * frame for both sides: the verifier allows 512 bytes across the calls). */
-	c->direction = PLC_DIR_INGRESS;
-	c->endpoint_id = PLC_NONE_U32;
-	c->src_identity = 0;
-	c->dst_identity = 0;
-	c->rule_id = PLC_NONE_U32;
-	c->l7_set = PLC_NONE_U16;
-	c->l7_set_other = PLC_NONE_U16;
+	/* `c` now judges for the receiver (one stack frame for both sides: the verifier allows
+	 * 512 bytes across the calls). */
+	plc_ctx_judging(c, PLC_DIR_INGRESS);
 	r = plc_judge(skb, c, to->ifindex, &back);
 	if (r != TC_ACT_OK)
 		return r;
